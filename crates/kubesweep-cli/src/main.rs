@@ -1,0 +1,36 @@
+//! The `kubesweep` binary: parse arguments, validate them into options, call
+//! the library, render the outcome, and map it to a documented exit code.
+
+mod args;
+mod exit;
+
+use clap::Parser;
+use exit::{CliError, Exit};
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let args = args::Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("kubesweep: failed to start the async runtime: {e}");
+            return Exit::Internal.into();
+        }
+    };
+    match runtime.block_on(run(args)) {
+        Ok(exit) => exit.into(),
+        Err(e) => {
+            eprintln!("kubesweep: {e}");
+            e.exit.into()
+        }
+    }
+}
+
+async fn run(cli: args::Cli) -> Result<Exit, CliError> {
+    match cli.command {
+        other => Err(CliError::new(
+            Exit::NotImplemented,
+            format!("`{}` is not implemented yet", other.name()),
+        )),
+    }
+}

@@ -1,0 +1,61 @@
+//! Test harness for integration tests that run against the shared local control
+//! plane: one cluster per test run (started by `testenv/cluster up` through the
+//! test command), found through `KUBESWEEP_TEST_KUBECONFIG`.
+//!
+//! Tests are never skipped silently: without a cluster they fail with a message
+//! that says how to start one.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard};
+
+/// Environment variable naming the kubeconfig of the shared test cluster.
+pub const KUBECONFIG_ENV: &str = "KUBESWEEP_TEST_KUBECONFIG";
+
+/// Path of the shared test cluster's kubeconfig.
+///
+/// # Panics
+/// When the variable is unset: integration tests need the real control plane
+/// and must fail, not skip, without it.
+pub fn kubeconfig_path() -> String {
+    match std::env::var(KUBECONFIG_ENV) {
+        Ok(path) if !path.is_empty() => path,
+        _ => panic!(
+            "{KUBECONFIG_ENV} is not set: integration tests need the real control plane. \
+             Run the whole suite with `make test`, or start it with `testenv/cluster up` and \
+             export {KUBECONFIG_ENV}=<the KUBECONFIG path it prints>"
+        ),
+    }
+}
+
+/// kube client configuration for the shared test cluster.
+pub async fn shared_config() -> kube::Config {
+    let path = kubeconfig_path();
+    let kubeconfig = kube::config::Kubeconfig::read_from(&path)
+        .unwrap_or_else(|e| panic!("cannot read test kubeconfig {path}: {e}"));
+    kube::Config::from_custom_kubeconfig(kubeconfig, &kube::config::KubeConfigOptions::default())
+        .await
+        .unwrap_or_else(|e| panic!("invalid test kubeconfig {path}: {e}"))
+}
+
+/// A client for the shared test cluster.
+pub async fn shared_client() -> kube::Client {
+    kube::Client::try_from(shared_config().await).expect("build client for the test cluster")
+}
+
+/// A name unique within this test run and across runs on the same cluster:
+/// `<prefix>-<pid>-<counter>`, short enough for a namespace (63 characters).
+pub fn unique_name(prefix: &str) -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let name = format!("{prefix}-{}-{n}", std::process::id());
+    assert!(name.len() <= 63, "unique name too long: {name}");
+    name
+}
+
+/// Serialises the tests of one test binary that touch cluster-wide objects with
+/// fixed names (the seeded platform footprint, APIServices that break discovery).
+/// A test that panicked while holding it does not poison the others.
+pub fn cluster_lock() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}

@@ -1,0 +1,410 @@
+// Command testenv starts, inspects and stops the local Kubernetes control plane
+// used by kubesweep's integration tests, demo and benchmarks: etcd,
+// kube-apiserver and kube-controller-manager as plain processes on loopback.
+//
+// All state (pids, logs, certificates, etcd data, kubeconfig) lives in one
+// directory so that `down` can stop exactly what `up` started.
+//
+//	testenv up     -bin DIR -state DIR   start (or report the running cluster)
+//	testenv status -state DIR            exit 0 when every component answers
+//	testenv down   -state DIR            stop the processes, remove the state, keep logs
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// component is one process of the control plane.
+type component struct {
+	name string
+	args []string
+}
+
+func main() {
+	if len(os.Args) < 2 {
+		fmt.Fprintln(os.Stderr, "usage: testenv up|down|status [-state DIR] [-bin DIR]")
+		os.Exit(2)
+	}
+	cmd := os.Args[1]
+	fs := flag.NewFlagSet(cmd, flag.ExitOnError)
+	stateDir := fs.String("state", ".testenv", "directory holding pids, logs, certificates and the kubeconfig")
+	binDir := fs.String("bin", "", "directory holding etcd, kube-apiserver and kube-controller-manager (up only)")
+	timeout := fs.Duration("timeout", 3*time.Minute, "how long up waits for the control plane to be ready")
+	_ = fs.Parse(os.Args[2:])
+
+	abs, err := filepath.Abs(*stateDir)
+	if err != nil {
+		fatal("state dir: %v", err)
+	}
+	switch cmd {
+	case "up":
+		if *binDir == "" {
+			fatal("up needs -bin")
+		}
+		err = up(abs, *binDir, *timeout)
+	case "down":
+		err = down(abs)
+	case "status":
+		err = status(abs)
+	default:
+		fatal("unknown command %q (want up, down or status)", cmd)
+	}
+	if err != nil {
+		fatal("%s: %v", cmd, err)
+	}
+}
+
+func fatal(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "testenv: "+format+"\n", args...)
+	os.Exit(1)
+}
+
+func logf(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "testenv: "+format+"\n", args...)
+}
+
+// Component start order; down stops them in reverse.
+var componentNames = []string{"etcd", "kube-apiserver", "kube-controller-manager"}
+
+func up(state, bin string, timeout time.Duration) error {
+	if status(state) == nil {
+		logf("control plane already running in %s", state)
+		fmt.Printf("KUBECONFIG=%s\n", filepath.Join(state, "kubeconfig"))
+		return nil
+	}
+	// Leftovers of a crashed run: stop whatever of it still lives, start clean.
+	if err := down(state); err != nil {
+		return fmt.Errorf("cleaning previous state: %w", err)
+	}
+	for _, dir := range []string{"pki", "logs", "run", "etcd-data"} {
+		if err := os.MkdirAll(filepath.Join(state, dir), 0o700); err != nil {
+			return err
+		}
+	}
+	pki := filepath.Join(state, "pki")
+	if err := writePKI(pki); err != nil {
+		return fmt.Errorf("generating certificates: %w", err)
+	}
+	ports, err := freePorts(4)
+	if err != nil {
+		return err
+	}
+	etcdClient, etcdPeer, apiPort, kcmPort := ports[0], ports[1], ports[2], ports[3]
+	server := fmt.Sprintf("https://127.0.0.1:%d", apiPort)
+	kubeconfig := filepath.Join(state, "kubeconfig")
+	if err := writeKubeconfig(kubeconfig, server, pki); err != nil {
+		return err
+	}
+	p := func(name string) string { return filepath.Join(pki, name) }
+	etcdURL := fmt.Sprintf("http://127.0.0.1:%d", etcdClient)
+	peerURL := fmt.Sprintf("http://127.0.0.1:%d", etcdPeer)
+
+	components := []component{
+		{"etcd", []string{
+			"--name=testenv",
+			"--data-dir=" + filepath.Join(state, "etcd-data"),
+			"--listen-client-urls=" + etcdURL,
+			"--advertise-client-urls=" + etcdURL,
+			"--listen-peer-urls=" + peerURL,
+			"--initial-advertise-peer-urls=" + peerURL,
+			"--initial-cluster=testenv=" + peerURL,
+			// A throwaway test store: durability across power loss is not needed,
+			// and fsync dominates latency on small VMs.
+			"--unsafe-no-fsync=true",
+			"--log-level=warn",
+		}},
+		{"kube-apiserver", []string{
+			"--etcd-servers=" + etcdURL,
+			"--bind-address=127.0.0.1",
+			"--advertise-address=127.0.0.1",
+			"--secure-port=" + strconv.Itoa(apiPort),
+			"--tls-cert-file=" + p("apiserver.crt"),
+			"--tls-private-key-file=" + p("apiserver.key"),
+			"--client-ca-file=" + p("ca.crt"),
+			"--authorization-mode=RBAC",
+			"--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+			"--service-account-key-file=" + p("sa.pub"),
+			"--service-account-signing-key-file=" + p("sa.key"),
+			"--service-cluster-ip-range=10.0.0.0/24",
+			// Loopback addresses are not valid Endpoints; without a reconciler the
+			// apiserver does not try to publish itself there.
+			"--endpoint-reconciler-type=none",
+			// Aggregated APIServices are proxied with this identity.
+			"--requestheader-client-ca-file=" + p("ca.crt"),
+			"--requestheader-allowed-names=front-proxy-client",
+			"--requestheader-username-headers=X-Remote-User",
+			"--requestheader-group-headers=X-Remote-Group",
+			"--requestheader-extra-headers-prefix=X-Remote-Extra-",
+			"--proxy-client-cert-file=" + p("front-proxy.crt"),
+			"--proxy-client-key-file=" + p("front-proxy.key"),
+			"--v=1",
+		}},
+		{"kube-controller-manager", []string{
+			"--kubeconfig=" + kubeconfig,
+			"--authentication-kubeconfig=" + kubeconfig,
+			"--authorization-kubeconfig=" + kubeconfig,
+			"--bind-address=127.0.0.1",
+			"--secure-port=" + strconv.Itoa(kcmPort),
+			"--leader-elect=false",
+			"--service-account-private-key-file=" + p("sa.key"),
+			"--root-ca-file=" + p("ca.crt"),
+			"--cluster-signing-cert-file=" + p("ca.crt"),
+			"--cluster-signing-key-file=" + p("ca.key"),
+			// What an uninstaller's behaviour depends on: namespace deletion, garbage
+			// collection, and Deployments scaling their ReplicaSets and pods.
+			"--controllers=namespace,garbagecollector,serviceaccount,serviceaccount-token,clusterrole-aggregation,deployment,replicaset",
+			"--v=1",
+		}},
+	}
+
+	for _, c := range components {
+		if err := start(state, bin, c); err != nil {
+			_ = down(state)
+			return err
+		}
+		logf("started %s", c.name)
+		switch c.name {
+		case "etcd":
+			err = waitFor(timeout, func() error { return httpOK(nil, etcdURL+"/health") })
+		case "kube-apiserver":
+			client, cerr := adminHTTPClient(pki)
+			if cerr != nil {
+				err = cerr
+				break
+			}
+			err = waitFor(timeout, func() error { return httpOK(client, server+"/readyz") })
+		case "kube-controller-manager":
+			err = waitFor(timeout, func() error { return controllersWorking(pki, server) })
+		}
+		if err != nil {
+			logf("%s did not become ready: %v; its log: %s", c.name, err, logPath(state, c.name))
+			tail(logPath(state, c.name), 30)
+			_ = down(state)
+			return fmt.Errorf("%s not ready", c.name)
+		}
+		logf("%s ready", c.name)
+	}
+	if err := os.WriteFile(filepath.Join(state, "server"), []byte(server+"\n"), 0o600); err != nil {
+		return err
+	}
+	logf("control plane up at %s (logs in %s)", server, filepath.Join(state, "logs"))
+	fmt.Printf("KUBECONFIG=%s\n", kubeconfig)
+	return nil
+}
+
+func logPath(state, name string) string { return filepath.Join(state, "logs", name+".log") }
+func pidPath(state, name string) string { return filepath.Join(state, "run", name+".pid") }
+
+// start launches one component in its own session so that it outlives this
+// command, with output appended to its log file.
+func start(state, bin string, c component) error {
+	exe := filepath.Join(bin, c.name)
+	logFile, err := os.OpenFile(logPath(state, c.name), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return err
+	}
+	defer logFile.Close()
+	cmd := exec.Command(exe, c.args...)
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("starting %s: %w", exe, err)
+	}
+	// The pid file records the executable too, so down never signals a
+	// recycled pid that now belongs to something else.
+	record := fmt.Sprintf("%d %s\n", cmd.Process.Pid, exe)
+	if err := os.WriteFile(pidPath(state, c.name), []byte(record), 0o600); err != nil {
+		return err
+	}
+	return cmd.Process.Release()
+}
+
+// ourProcess returns the pid recorded for a component when that pid is still
+// running the recorded executable.
+func ourProcess(state, name string) (int, bool) {
+	data, err := os.ReadFile(pidPath(state, name))
+	if err != nil {
+		return 0, false
+	}
+	fields := strings.Fields(string(data))
+	if len(fields) != 2 {
+		return 0, false
+	}
+	pid, err := strconv.Atoi(fields[0])
+	if err != nil {
+		return 0, false
+	}
+	exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
+	if err != nil || strings.TrimSuffix(exe, " (deleted)") != fields[1] {
+		return 0, false
+	}
+	return pid, true
+}
+
+func down(state string) error {
+	for i := len(componentNames) - 1; i >= 0; i-- {
+		name := componentNames[i]
+		pid, ok := ourProcess(state, name)
+		if !ok {
+			continue
+		}
+		_ = syscall.Kill(pid, syscall.SIGTERM)
+		deadline := time.Now().Add(15 * time.Second)
+		for alive(state, name) && time.Now().Before(deadline) {
+			time.Sleep(100 * time.Millisecond)
+		}
+		if alive(state, name) {
+			logf("%s (pid %d) ignored SIGTERM, killing", name, pid)
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+			for alive(state, name) {
+				time.Sleep(50 * time.Millisecond)
+			}
+		}
+		logf("stopped %s (pid %d)", name, pid)
+	}
+	// Logs stay for diagnosis; everything else is state of this run only.
+	for _, entry := range []string{"run", "pki", "etcd-data", "kubeconfig", "server"} {
+		if err := os.RemoveAll(filepath.Join(state, entry)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// alive reports whether the component's process still exists and is not a zombie.
+func alive(state, name string) bool {
+	pid, ok := ourProcess(state, name)
+	if !ok {
+		return false
+	}
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	// Field 3 (after the parenthesised command) is the state; Z is a zombie.
+	s := string(stat)
+	if i := strings.LastIndexByte(s, ')'); i >= 0 && i+2 < len(s) {
+		return s[i+2] != 'Z'
+	}
+	return true
+}
+
+func status(state string) error {
+	for _, name := range componentNames {
+		if !alive(state, name) {
+			return fmt.Errorf("%s is not running (state %s)", name, state)
+		}
+	}
+	server, err := os.ReadFile(filepath.Join(state, "server"))
+	if err != nil {
+		return errors.New("control plane is starting or its state is incomplete")
+	}
+	client, err := adminHTTPClient(filepath.Join(state, "pki"))
+	if err != nil {
+		return err
+	}
+	url := strings.TrimSpace(string(server))
+	if err := httpOK(client, url+"/readyz"); err != nil {
+		return fmt.Errorf("kube-apiserver at %s not ready: %w", url, err)
+	}
+	fmt.Printf("control plane up at %s\nKUBECONFIG=%s\n", url, filepath.Join(state, "kubeconfig"))
+	return nil
+}
+
+func freePorts(n int) ([]int, error) {
+	var ports []int
+	var listeners []net.Listener
+	defer func() {
+		for _, l := range listeners {
+			l.Close()
+		}
+	}()
+	for i := 0; i < n; i++ {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, fmt.Errorf("finding a free port: %w", err)
+		}
+		listeners = append(listeners, l)
+		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
+	}
+	return ports, nil
+}
+
+func waitFor(timeout time.Duration, check func() error) error {
+	deadline := time.Now().Add(timeout)
+	var err error
+	for time.Now().Before(deadline) {
+		if err = check(); err == nil {
+			return nil
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	return err
+}
+
+func httpOK(client *http.Client, url string) error {
+	if client == nil {
+		client = &http.Client{Timeout: 5 * time.Second}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s: %d %s", url, resp.StatusCode, strings.TrimSpace(string(body)))
+	}
+	return nil
+}
+
+func adminHTTPClient(pki string) (*http.Client, error) {
+	tlsConfig, err := adminTLS(pki)
+	if err != nil {
+		return nil, err
+	}
+	return &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: tlsConfig}}, nil
+}
+
+// controllersWorking proves kube-controller-manager is running its controllers:
+// the serviceaccount controller creates `default` in every namespace.
+func controllersWorking(pki, server string) error {
+	client, err := adminHTTPClient(pki)
+	if err != nil {
+		return err
+	}
+	return httpOK(client, server+"/api/v1/namespaces/kube-system/serviceaccounts/default")
+}
+
+func tail(path string, lines int) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return
+	}
+	all := strings.Split(strings.TrimRight(string(data), "\n"), "\n")
+	if len(all) > lines {
+		all = all[len(all)-lines:]
+	}
+	for _, l := range all {
+		fmt.Fprintln(os.Stderr, "  "+l)
+	}
+}
