@@ -1,0 +1,11 @@
+//! kubesweep: find, plan, remove and verify the footprint of a Kubernetes platform.
+//!
+//! The pipeline is `profile → discover → inventory → plan → execute → verify`.
+//! Profile matching and planning are pure; cluster I/O lives in `discover`,
+//! `execute` and `verify`.
+
+pub mod inventory;
+pub mod plan;
+pub mod profile;
+pub mod render;
+pub mod resource;

@@ -1,0 +1,8 @@
+//! Planning: the pure function from profile and inventory to a reviewable
+//! [`Plan`], and the plan's data model.
+
+mod model;
+mod planner;
+
+pub use model::*;
+pub use planner::plan;

@@ -1,0 +1,487 @@
+//! The plan: a reviewable, serialisable list of phases of actions on concrete
+//! objects. The executor runs it; the CLI renders and saves it.
+//!
+//! Execution contract: phases run strictly in order; the actions of one phase
+//! are independent of each other and may run concurrently. Everything that
+//! must happen before something else is in an earlier phase (e.g. a CRD's
+//! conversion webhook is disabled in [`PhaseId::CrdConversion`] before the CRD
+//! is deleted in [`PhaseId::Crds`]). Every mutation is bound to the target's
+//! UID (delete preconditions; metadata patches test the resourceVersion and
+//! remove values by value).
+
+use crate::inventory::ClusterIdentity;
+use crate::resource::ObjectRef;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::fmt;
+
+/// Version of the JSON schema of [`Plan`]; bumped on incompatible changes.
+pub const PLAN_SCHEMA_VERSION: u32 = 1;
+
+/// A complete removal plan for one cluster.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Plan {
+    /// Always [`PLAN_SCHEMA_VERSION`] for plans this version writes.
+    pub schema_version: u32,
+    /// The cluster the plan was made for; applying it elsewhere is refused.
+    pub cluster: ClusterIdentity,
+    /// Name of the profile that proved ownership.
+    pub profile: String,
+    /// Version of kubesweep that made the plan.
+    pub kubesweep_version: String,
+    /// The options the plan was made with.
+    pub options: PlanOptions,
+    /// Phases in execution order; every [`PhaseId`] appears once, possibly empty.
+    pub phases: Vec<Phase>,
+    /// Facts the operator should know (running controllers, stuck namespaces,
+    /// kept shared CRDs, broken API groups...). None of them is an action.
+    pub findings: Vec<Finding>,
+    /// Actions that destroy data, spelled out for the operator.
+    pub data_hazards: Vec<DataHazard>,
+    /// Summary counts.
+    pub counts: PlanCounts,
+}
+
+impl Plan {
+    /// Number of actions across all phases (the blast radius).
+    pub fn total_actions(&self) -> usize {
+        self.phases.iter().map(|p| p.actions.len()).sum()
+    }
+
+    /// Whether the plan changes nothing.
+    pub fn is_empty(&self) -> bool {
+        self.total_actions() == 0
+    }
+
+    /// All actions in execution order, with their phase.
+    pub fn actions(&self) -> impl Iterator<Item = (PhaseId, &Action)> {
+        self.phases
+            .iter()
+            .flat_map(|p| p.actions.iter().map(move |a| (p.id, a)))
+    }
+
+    /// The phase with `id`, if present.
+    pub fn phase(&self, id: PhaseId) -> Option<&Phase> {
+        self.phases.iter().find(|p| p.id == id)
+    }
+
+    /// Canonical JSON: compact, struct fields in declaration order, maps
+    /// sorted; the input of [`Plan::digest`].
+    pub fn canonical_json(&self) -> Vec<u8> {
+        // Going through `Value` sorts any map keys; serialising a Value cannot fail.
+        let value = serde_json::to_value(self).unwrap_or(serde_json::Value::Null);
+        serde_json::to_vec(&value).unwrap_or_default()
+    }
+
+    /// Hex sha256 of the canonical JSON: lets `apply` check it runs exactly the
+    /// plan that was reviewed.
+    pub fn digest(&self) -> String {
+        hex::encode(Sha256::digest(self.canonical_json()))
+    }
+}
+
+/// Options that change what is planned.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PlanOptions {
+    /// Also remove shared CRDs (e.g. `applications.app.k8s.io`) when no
+    /// foreign instance uses them. Off by default: other software may install
+    /// them again and expect them.
+    pub include_shared_crds: bool,
+    /// Plan the last-resort [`Operation::FinalizeNamespaceIfStuck`] for
+    /// platform namespaces.
+    pub finalize_stuck_namespaces: bool,
+    /// Platform namespaces the operator wants kept: they are cleaned like user
+    /// namespaces instead of deleted (e.g. a monitoring namespace still used).
+    pub keep_namespaces: Vec<String>,
+}
+
+impl Default for PlanOptions {
+    fn default() -> Self {
+        Self {
+            include_shared_crds: false,
+            finalize_stuck_namespaces: true,
+            keep_namespaces: Vec::new(),
+        }
+    }
+}
+
+/// Phases, in execution order (see design.md; the design's phases 3 and 7
+/// are split so that everything inside one phase may run concurrently).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PhaseId {
+    /// Facts only, never actions.
+    Preflight,
+    /// Helm releases of extensions and the platform (not planned yet).
+    HelmReleases,
+    /// Platform ValidatingWebhookConfigurations.
+    ValidatingWebhooks,
+    /// Platform MutatingWebhookConfigurations.
+    MutatingWebhooks,
+    /// Aggregated APIServices backed by services being removed.
+    ApiServices,
+    /// Platform metadata removed from kept namespaces and user objects;
+    /// before any owner (Workspace, Application) or CRD is deleted.
+    KeptObjects,
+    /// Custom resources: platform finalizers stripped, deleted (Orphan).
+    CustomResources,
+    /// Conversion webhooks of platform CRDs set to `None`.
+    CrdConversion,
+    /// Platform CRDs deleted.
+    Crds,
+    /// RBAC, CSRs and hook leftovers.
+    ClusterLeftovers,
+    /// Platform namespaces deleted.
+    Namespaces,
+    /// Last resort: finalize platform namespaces stuck Terminating.
+    NamespaceFinalize,
+}
+
+impl PhaseId {
+    /// Every phase, in execution order.
+    pub const ALL: [PhaseId; 12] = [
+        PhaseId::Preflight,
+        PhaseId::HelmReleases,
+        PhaseId::ValidatingWebhooks,
+        PhaseId::MutatingWebhooks,
+        PhaseId::ApiServices,
+        PhaseId::KeptObjects,
+        PhaseId::CustomResources,
+        PhaseId::CrdConversion,
+        PhaseId::Crds,
+        PhaseId::ClusterLeftovers,
+        PhaseId::Namespaces,
+        PhaseId::NamespaceFinalize,
+    ];
+
+    /// Short human title.
+    pub fn title(self) -> &'static str {
+        match self {
+            PhaseId::Preflight => "preflight",
+            PhaseId::HelmReleases => "helm releases",
+            PhaseId::ValidatingWebhooks => "validating webhooks",
+            PhaseId::MutatingWebhooks => "mutating webhooks",
+            PhaseId::ApiServices => "aggregated APIServices",
+            PhaseId::KeptObjects => "kept namespaces and user objects",
+            PhaseId::CustomResources => "custom resources",
+            PhaseId::CrdConversion => "CRD conversion webhooks",
+            PhaseId::Crds => "CRDs",
+            PhaseId::ClusterLeftovers => "cluster-scoped leftovers",
+            PhaseId::Namespaces => "platform namespaces",
+            PhaseId::NamespaceFinalize => "stuck namespaces (last resort)",
+        }
+    }
+
+    /// Whether the executor should wait until the phase's deleted targets are
+    /// gone before starting the next phase.
+    pub fn waits_for_deletion(self) -> bool {
+        matches!(
+            self,
+            PhaseId::CustomResources | PhaseId::Crds | PhaseId::Namespaces
+        )
+    }
+}
+
+impl fmt::Display for PhaseId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.title())
+    }
+}
+
+/// One phase: actions that may run concurrently.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Phase {
+    /// Which phase.
+    pub id: PhaseId,
+    /// The actions, in a stable order (sorted by target).
+    pub actions: Vec<Action>,
+}
+
+/// One change to one object.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Action {
+    /// The object, bound to the UID and resourceVersion seen at discovery.
+    pub target: ObjectRef,
+    /// What to do.
+    pub operation: Operation,
+    /// Why the object is the platform's: the profile rule that proved it.
+    pub reason: String,
+    /// Whether the action destroys data (Secrets, ConfigMaps, PVCs, a whole
+    /// namespace's content); such actions are also listed as [`DataHazard`]s.
+    pub destroys_data: bool,
+}
+
+/// `propagationPolicy` of a delete.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Propagation {
+    /// Dependents lose their owner reference and stay.
+    Orphan,
+    /// The garbage collector deletes dependents after the owner.
+    Background,
+}
+
+/// What an action does to its target.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "camelCase")]
+pub enum Operation {
+    /// Delete with UID precondition.
+    Delete {
+        /// Propagation policy.
+        propagation: Propagation,
+    },
+    /// Remove exactly these entries, by value, and nothing else (a JSON patch
+    /// testing resourceVersion, or re-read and retry on conflict). Entries
+    /// already absent count as done.
+    StripMetadata {
+        /// Label keys to remove.
+        labels: Vec<String>,
+        /// Annotation keys to remove.
+        annotations: Vec<String>,
+        /// `metadata.finalizers` values to remove.
+        finalizers: Vec<String>,
+        /// UIDs of `metadata.ownerReferences` entries to remove.
+        owner_reference_uids: Vec<String>,
+    },
+    /// Remove these `metadata.finalizers` values (by value, keeping any
+    /// other), then delete with UID precondition. `finalizers` may be empty.
+    StripFinalizersThenDelete {
+        /// Finalizers to remove first.
+        finalizers: Vec<String>,
+        /// Propagation policy of the delete.
+        propagation: Propagation,
+    },
+    /// Set `spec.conversion` of a CRD to `{strategy: None}` so its objects can
+    /// be listed and deleted although the conversion service is gone.
+    DisableConversionWebhook,
+    /// Last resort for a platform namespace: only when it is already
+    /// Terminating (deletionTimestamp set), still exists after the
+    /// executor's wait budget, and its conditions show no content left
+    /// (`NamespaceContentRemaining` and `NamespaceFinalizersRemaining` not
+    /// `True`) or `NamespaceDeletionDiscoveryFailure` is the only obstacle,
+    /// then remove `spec.finalizers` entry `kubernetes` via
+    /// `PUT /api/v1/namespaces/<ns>/finalize` (keeping labels and everything
+    /// else). Otherwise do nothing and report the conditions.
+    FinalizeNamespaceIfStuck,
+}
+
+impl Operation {
+    /// Short verb for tables.
+    pub fn verb(&self) -> &'static str {
+        match self {
+            Operation::Delete { .. } => "delete",
+            Operation::StripMetadata { .. } => "strip metadata",
+            Operation::StripFinalizersThenDelete { .. } => "strip finalizers, delete",
+            Operation::DisableConversionWebhook => "disable conversion webhook",
+            Operation::FinalizeNamespaceIfStuck => "finalize if stuck",
+        }
+    }
+
+    /// Whether the operation removes its target.
+    pub fn deletes(&self) -> bool {
+        matches!(
+            self,
+            Operation::Delete { .. } | Operation::StripFinalizersThenDelete { .. }
+        )
+    }
+}
+
+/// Severity of a finding.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    /// For information.
+    Info,
+    /// May slow or block the removal; read before applying.
+    Warning,
+}
+
+/// A fact the operator should know; not an action.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "camelCase")]
+pub enum Finding {
+    /// A platform controller still runs: it may recreate what is removed.
+    ControllerRunning {
+        /// Namespace of the Deployment.
+        namespace: String,
+        /// Deployment name.
+        name: String,
+        /// `spec.replicas`.
+        replicas: i64,
+        /// `status.readyReplicas`.
+        ready_replicas: i64,
+    },
+    /// A namespace is already Terminating; its conditions say why it stays.
+    NamespaceTerminating {
+        /// Namespace name.
+        name: String,
+        /// `type: message` of each condition whose status is True.
+        conditions: Vec<String>,
+        /// `spec.finalizers` and `metadata.finalizers` left.
+        finalizers: Vec<String>,
+    },
+    /// An object is already being deleted (has a deletionTimestamp).
+    AlreadyTerminating {
+        /// The object.
+        target: ObjectRef,
+        /// Its finalizers.
+        finalizers: Vec<String>,
+    },
+    /// A shared CRD is kept.
+    SharedCrdKept {
+        /// CRD name.
+        crd: String,
+        /// Why (foreign instances, or shared CRDs not included).
+        reason: String,
+        /// Up to a few foreign instances, `namespace/name`.
+        foreign_instances: Vec<String>,
+    },
+    /// An API group failed discovery.
+    ApiGroupUnavailable {
+        /// `group/version`.
+        group_version: String,
+        /// Error message.
+        message: String,
+    },
+    /// A list failed; the plan may be incomplete for that type.
+    ListFailed {
+        /// `plural.group`.
+        resource: String,
+        /// Namespace, when namespaced.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        namespace: Option<String>,
+        /// Error message.
+        message: String,
+    },
+    /// Something matched a rule but was deliberately left alone.
+    Skipped {
+        /// What was skipped, e.g. `validatingwebhookconfigurations/x`.
+        subject: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+impl Finding {
+    /// How much the operator should care.
+    pub fn severity(&self) -> Severity {
+        match self {
+            Finding::ControllerRunning { .. }
+            | Finding::NamespaceTerminating { .. }
+            | Finding::ApiGroupUnavailable { .. }
+            | Finding::ListFailed { .. }
+            | Finding::Skipped { .. } => Severity::Warning,
+            Finding::AlreadyTerminating { .. } | Finding::SharedCrdKept { .. } => Severity::Info,
+        }
+    }
+}
+
+impl fmt::Display for Finding {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Finding::ControllerRunning {
+                namespace,
+                name,
+                replicas,
+                ready_replicas,
+            } => write!(
+                f,
+                "controller {namespace}/{name} still runs ({ready_replicas}/{replicas} ready): it may recreate what is removed; scale it to zero first"
+            ),
+            Finding::NamespaceTerminating {
+                name,
+                conditions,
+                finalizers,
+            } => {
+                write!(f, "namespace {name} is already terminating")?;
+                if !finalizers.is_empty() {
+                    write!(f, "; finalizers: {}", finalizers.join(", "))?;
+                }
+                if !conditions.is_empty() {
+                    write!(f, "; {}", conditions.join("; "))?;
+                }
+                Ok(())
+            }
+            Finding::AlreadyTerminating { target, finalizers } => {
+                write!(f, "{target} is already terminating")?;
+                if !finalizers.is_empty() {
+                    write!(f, " (finalizers: {})", finalizers.join(", "))?;
+                }
+                Ok(())
+            }
+            Finding::SharedCrdKept {
+                crd,
+                reason,
+                foreign_instances,
+            } => {
+                write!(f, "shared CRD {crd} kept: {reason}")?;
+                if !foreign_instances.is_empty() {
+                    write!(f, " ({})", foreign_instances.join(", "))?;
+                }
+                Ok(())
+            }
+            Finding::ApiGroupUnavailable {
+                group_version,
+                message,
+            } => write!(f, "API group {group_version} is unavailable: {message}"),
+            Finding::ListFailed {
+                resource,
+                namespace,
+                message,
+            } => match namespace {
+                Some(ns) => write!(f, "listing {resource} in {ns} failed: {message}"),
+                None => write!(f, "listing {resource} failed: {message}"),
+            },
+            Finding::Skipped { subject, reason } => write!(f, "{subject} left alone: {reason}"),
+        }
+    }
+}
+
+/// An action that destroys data, explained.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DataHazard {
+    /// The object whose removal destroys data.
+    pub target: ObjectRef,
+    /// What is lost.
+    pub description: String,
+}
+
+/// Summary counts of a plan.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlanCounts {
+    /// All actions.
+    pub actions: usize,
+    /// Actions that delete their target.
+    pub deletes: usize,
+    /// Metadata strips on kept objects.
+    pub metadata_strips: usize,
+    /// Other actions (conversion, finalize).
+    pub other: usize,
+    /// Actions flagged `destroys_data`.
+    pub destroying_data: usize,
+    /// Findings of severity warning.
+    pub warnings: usize,
+}
+
+impl PlanCounts {
+    /// Counts for `phases` and `findings`.
+    pub fn compute(phases: &[Phase], findings: &[Finding]) -> Self {
+        let mut counts = PlanCounts::default();
+        for action in phases.iter().flat_map(|p| &p.actions) {
+            counts.actions += 1;
+            match &action.operation {
+                op if op.deletes() => counts.deletes += 1,
+                Operation::StripMetadata { .. } => counts.metadata_strips += 1,
+                _ => counts.other += 1,
+            }
+            if action.destroys_data {
+                counts.destroying_data += 1;
+            }
+        }
+        counts.warnings = findings
+            .iter()
+            .filter(|f| f.severity() == Severity::Warning)
+            .count();
+        counts
+    }
+}
