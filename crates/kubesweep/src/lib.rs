@@ -4,8 +4,11 @@
 //! Profile matching and planning are pure; cluster I/O lives in `discover`,
 //! `execute` and `verify`.
 
+pub mod cluster;
+pub mod discover;
 pub mod inventory;
 pub mod plan;
 pub mod profile;
 pub mod render;
 pub mod resource;
+pub mod retry;

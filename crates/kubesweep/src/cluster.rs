@@ -1,0 +1,424 @@
+//! Connecting to a cluster: builds a [`kube::Client`] from `--kubeconfig` /
+//! `--context` (or `KUBECONFIG`, `~/.kube/config`, in-cluster), turns every way
+//! this can fail into a typed, actionable error, and identifies the cluster by
+//! the UID of its `kube-system` namespace so a saved plan cannot be applied to
+//! another cluster.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Namespace;
+use kube::config::{KubeConfigOptions, Kubeconfig, KubeconfigError};
+use kube::{Api, Client, Config};
+
+pub use crate::inventory::ClusterIdentity;
+
+/// Everything that can go wrong while connecting; each variant says what the
+/// user has to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    /// The kubeconfig file named by `--kubeconfig` or `KUBECONFIG` does not exist.
+    #[error("kubeconfig {path} does not exist")]
+    KubeconfigMissing {
+        /// The path that was tried.
+        path: PathBuf,
+    },
+    /// The kubeconfig exists but cannot be read or parsed.
+    #[error("kubeconfig {path} is malformed")]
+    KubeconfigMalformed {
+        /// The path that was read (or `KUBECONFIG` when merged from several files).
+        path: PathBuf,
+        /// What the parser said.
+        #[source]
+        source: KubeconfigError,
+    },
+    /// `--context` names a context the kubeconfig does not define.
+    #[error("context {context:?} not found in kubeconfig (available: {})", available.join(", "))]
+    UnknownContext {
+        /// The requested context.
+        context: String,
+        /// The contexts the kubeconfig defines.
+        available: Vec<String>,
+    },
+    /// The kubeconfig defines no current context and none was requested.
+    #[error("kubeconfig has no current-context; pass --context (available: {})", available.join(", "))]
+    NoCurrentContext {
+        /// The contexts the kubeconfig defines.
+        available: Vec<String>,
+    },
+    /// The selected context is incomplete (missing cluster, bad URL, unreadable certificate...).
+    #[error("kubeconfig context {context:?} is unusable")]
+    InvalidContext {
+        /// The context that was selected.
+        context: String,
+        /// Why kube rejected it.
+        #[source]
+        source: KubeconfigError,
+    },
+    /// Neither a kubeconfig nor an in-cluster service account was found.
+    #[error(
+        "no kubeconfig found (tried --kubeconfig, KUBECONFIG, ~/.kube/config) and not running in a cluster"
+    )]
+    NoConfiguration {
+        /// Why the in-cluster configuration was unusable.
+        #[source]
+        source: kube::config::InClusterError,
+    },
+    /// The client could not be built from an otherwise valid configuration (TLS material...).
+    #[error("failed to build a client for {server}")]
+    ClientBuild {
+        /// API server URL.
+        server: String,
+        /// The underlying error.
+        #[source]
+        source: kube::Error,
+    },
+    /// The API server could not be reached (DNS, refused, TLS handshake, timeout).
+    #[error("cannot reach the API server at {server}")]
+    Unreachable {
+        /// API server URL.
+        server: String,
+        /// The transport error.
+        #[source]
+        source: kube::Error,
+    },
+    /// The server rejected the credentials (401).
+    #[error("the API server at {server} rejected the credentials (401 Unauthorized): {message}")]
+    Unauthorized {
+        /// API server URL.
+        server: String,
+        /// The server's message.
+        message: String,
+    },
+    /// The credentials are valid but may not read `kube-system` (403).
+    #[error("forbidden to read namespace kube-system at {server} (403): {message}")]
+    Forbidden {
+        /// API server URL.
+        server: String,
+        /// The server's message.
+        message: String,
+    },
+    /// Any other API error while identifying the cluster.
+    #[error("failed to identify the cluster at {server}")]
+    Api {
+        /// API server URL.
+        server: String,
+        /// The underlying error.
+        #[source]
+        source: kube::Error,
+    },
+}
+
+/// How to connect. `Default` means: `KUBECONFIG` / `~/.kube/config` with its
+/// current context, else in-cluster.
+#[derive(Clone, Debug)]
+pub struct ConnectOptions {
+    /// Explicit kubeconfig path (`--kubeconfig`); wins over `KUBECONFIG`.
+    pub kubeconfig: Option<PathBuf>,
+    /// Context to use (`--context`); default is the kubeconfig's current context.
+    pub context: Option<String>,
+    /// TCP/TLS connect timeout.
+    pub connect_timeout: Duration,
+    /// Per-request read timeout. We never hold long-lived watches open (waits
+    /// poll), so a bound here turns a hung server into a retryable error.
+    pub read_timeout: Duration,
+}
+
+impl Default for ConnectOptions {
+    fn default() -> Self {
+        Self {
+            kubeconfig: None,
+            context: None,
+            connect_timeout: Duration::from_secs(10),
+            read_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// A connected client and the identity of the cluster behind it.
+#[derive(Clone)]
+pub struct Cluster {
+    /// The client; cheap to clone.
+    pub client: Client,
+    /// Which cluster this is.
+    pub identity: ClusterIdentity,
+}
+
+impl std::fmt::Debug for Cluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cluster")
+            .field("identity", &self.identity)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Resolves the configuration, builds a client and proves it works by reading
+/// the cluster identity (the first request surfaces unreachable / 401 / 403).
+pub async fn connect(options: &ConnectOptions) -> Result<Cluster, ClusterError> {
+    let (config, context) = load_config(options).await?;
+    let server = config.cluster_url.to_string();
+    let client = Client::try_from(config).map_err(|source| ClusterError::ClientBuild {
+        server: server.clone(),
+        source,
+    })?;
+    let identity = identify(&client, &server, context).await?;
+    Ok(Cluster { client, identity })
+}
+
+/// Builds a client from an explicit [`Config`] with kubesweep's transport
+/// settings (see [`tune_config`]). Used by tests that connect with a token.
+pub fn client_from_config(mut config: Config) -> Result<Client, ClusterError> {
+    let server = config.cluster_url.to_string();
+    tune_config(&mut config, &ConnectOptions::default());
+    Client::try_from(config).map_err(|source| ClusterError::ClientBuild { server, source })
+}
+
+/// Applies kubesweep's transport settings to a config.
+///
+/// kube-rs 5 enables a tower retry layer by default that retries 429/503/504 up
+/// to 15 times with delays growing to minutes. A broken aggregated APIService
+/// answers 503, so discovery of one dead group would stall for minutes; and it
+/// would stack with our own retries (which also see 5xx bodies and connection
+/// resets). We turn it off and let [`crate::retry`] be the only retry policy.
+pub fn tune_config(config: &mut Config, options: &ConnectOptions) {
+    config.default_retry = false;
+    config.connect_timeout = Some(options.connect_timeout);
+    config.read_timeout = Some(options.read_timeout);
+    // Count the read timeout from when a request is written, not from when a
+    // pooled connection went idle.
+    config.reset_reader_on_write = true;
+}
+
+/// Reads the cluster identity from `kube-system`, classifying failures.
+pub async fn identify(
+    client: &Client,
+    server: &str,
+    context: Option<String>,
+) -> Result<ClusterIdentity, ClusterError> {
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let ns = crate::retry::with_retry(
+        &crate::retry::RetryPolicy::quick(),
+        "get namespace kube-system",
+        || namespaces.get("kube-system"),
+    )
+    .await
+    .map_err(|source| classify(server, source))?;
+    let kube_system_uid = ns.metadata.uid.unwrap_or_default();
+    Ok(ClusterIdentity {
+        server: server.to_string(),
+        context,
+        kube_system_uid,
+    })
+}
+
+fn classify(server: &str, source: kube::Error) -> ClusterError {
+    let server = server.to_string();
+    match &source {
+        kube::Error::Api(status) if status.code == 401 => ClusterError::Unauthorized {
+            server,
+            message: status.message.clone(),
+        },
+        kube::Error::Api(status) if status.code == 403 => ClusterError::Forbidden {
+            server,
+            message: status.message.clone(),
+        },
+        e if crate::retry::is_transport_error(e) => ClusterError::Unreachable { server, source },
+        _ => ClusterError::Api { server, source },
+    }
+}
+
+async fn load_config(options: &ConnectOptions) -> Result<(Config, Option<String>), ClusterError> {
+    let (kubeconfig, path) = match read_kubeconfig(options)? {
+        Some(found) => found,
+        None => {
+            // No kubeconfig anywhere: the in-cluster service account is the
+            // only remaining source (hook mode).
+            let mut config =
+                Config::incluster().map_err(|source| ClusterError::NoConfiguration { source })?;
+            tune_config(&mut config, options);
+            return Ok((config, None));
+        }
+    };
+    let available: Vec<String> = kubeconfig.contexts.iter().map(|c| c.name.clone()).collect();
+    let context = match (&options.context, &kubeconfig.current_context) {
+        (Some(wanted), _) => {
+            if !available.iter().any(|c| c == wanted) {
+                return Err(ClusterError::UnknownContext {
+                    context: wanted.clone(),
+                    available,
+                });
+            }
+            wanted.clone()
+        }
+        (None, Some(current)) if !current.is_empty() => {
+            if !available.iter().any(|c| c == current) {
+                return Err(ClusterError::UnknownContext {
+                    context: current.clone(),
+                    available,
+                });
+            }
+            current.clone()
+        }
+        (None, _) => return Err(ClusterError::NoCurrentContext { available }),
+    };
+    let kube_options = KubeConfigOptions {
+        context: Some(context.clone()),
+        cluster: None,
+        user: None,
+    };
+    let mut config = Config::from_custom_kubeconfig(kubeconfig, &kube_options)
+        .await
+        .map_err(|source| {
+            tracing::debug!(path = %path.display(), "kubeconfig context rejected");
+            ClusterError::InvalidContext {
+                context: context.clone(),
+                source,
+            }
+        })?;
+    tune_config(&mut config, options);
+    Ok((config, Some(context)))
+}
+
+/// Finds and parses the kubeconfig; `Ok(None)` when there is none at all.
+fn read_kubeconfig(
+    options: &ConnectOptions,
+) -> Result<Option<(Kubeconfig, PathBuf)>, ClusterError> {
+    if let Some(path) = &options.kubeconfig {
+        return read_file(path).map(|k| Some((k, path.clone())));
+    }
+    if let Some(value) = std::env::var_os("KUBECONFIG") {
+        let paths: Vec<PathBuf> = std::env::split_paths(&value)
+            .filter(|p| !p.as_os_str().is_empty())
+            .collect();
+        if !paths.is_empty() {
+            let mut merged = Kubeconfig::default();
+            for path in &paths {
+                let next = read_file(path)?;
+                merged =
+                    merged
+                        .merge(next)
+                        .map_err(|source| ClusterError::KubeconfigMalformed {
+                            path: path.clone(),
+                            source,
+                        })?;
+            }
+            return Ok(Some((merged, PathBuf::from(value))));
+        }
+    }
+    let Some(home) = std::env::var_os("HOME") else {
+        return Ok(None);
+    };
+    let default = Path::new(&home).join(".kube").join("config");
+    if default.exists() {
+        read_file(&default).map(|k| Some((k, default)))
+    } else {
+        Ok(None)
+    }
+}
+
+fn read_file(path: &Path) -> Result<Kubeconfig, ClusterError> {
+    if !path.exists() {
+        return Err(ClusterError::KubeconfigMissing {
+            path: path.to_path_buf(),
+        });
+    }
+    Kubeconfig::read_from(path).map_err(|source| ClusterError::KubeconfigMalformed {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+        let path = dir.join(name);
+        std::fs::write(&path, text).expect("write kubeconfig");
+        path
+    }
+
+    const TWO_CONTEXTS: &str = r#"
+apiVersion: v1
+kind: Config
+clusters:
+- name: c1
+  cluster: {server: "https://127.0.0.1:1"}
+contexts:
+- name: alpha
+  context: {cluster: c1, user: u1}
+- name: beta
+  context: {cluster: c1, user: u1}
+current-context: alpha
+users:
+- name: u1
+  user: {token: abc}
+"#;
+
+    #[tokio::test]
+    async fn missing_kubeconfig_is_named() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let options = ConnectOptions {
+            kubeconfig: Some(dir.path().join("nope")),
+            ..Default::default()
+        };
+        let err = connect(&options).await.expect_err("must fail");
+        assert!(
+            matches!(err, ClusterError::KubeconfigMissing { .. }),
+            "{err}"
+        );
+    }
+
+    #[tokio::test]
+    async fn malformed_kubeconfig_is_reported() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = write(dir.path(), "bad", "clusters: [ {name: ");
+        let options = ConnectOptions {
+            kubeconfig: Some(path),
+            ..Default::default()
+        };
+        let err = connect(&options).await.expect_err("must fail");
+        assert!(
+            matches!(err, ClusterError::KubeconfigMalformed { .. }),
+            "{err}"
+        );
+    }
+
+    #[tokio::test]
+    async fn unknown_context_lists_available_ones() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = write(dir.path(), "cfg", TWO_CONTEXTS);
+        let options = ConnectOptions {
+            kubeconfig: Some(path),
+            context: Some("gamma".into()),
+            ..Default::default()
+        };
+        let err = connect(&options).await.expect_err("must fail");
+        match err {
+            ClusterError::UnknownContext { context, available } => {
+                assert_eq!(context, "gamma");
+                assert_eq!(available, vec!["alpha".to_string(), "beta".to_string()]);
+            }
+            other => panic!("unexpected {other}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn unreachable_server_names_the_url() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = write(dir.path(), "cfg", TWO_CONTEXTS);
+        let options = ConnectOptions {
+            kubeconfig: Some(path),
+            context: Some("beta".into()),
+            connect_timeout: Duration::from_secs(2),
+            ..Default::default()
+        };
+        let err = connect(&options).await.expect_err("must fail");
+        match &err {
+            ClusterError::Unreachable { server, .. } => {
+                assert!(server.contains("127.0.0.1:1"), "{server}")
+            }
+            other => panic!("unexpected {other}"),
+        }
+    }
+}

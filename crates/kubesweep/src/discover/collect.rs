@@ -1,0 +1,386 @@
+//! Profile-driven collection: lists exactly the kinds of objects the profile
+//! can match and hands them to the planner as an [`Inventory`]. Ownership
+//! decisions stay in [`crate::profile`]; here we only choose *what to list*
+//! (and prefer listing a little too much over missing something, which the
+//! inventory contract allows).
+
+use std::collections::BTreeSet;
+
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::Deployment;
+use kube::Client;
+use kube::api::{Api, DynamicObject, ListParams, TypeMeta};
+
+use super::api::{self, ApiCatalog, ApiDiscoveryError};
+use crate::inventory::{
+    ClusterIdentity, CrdInventory, DiscoveryIssue, Inventory, ObservedList, types,
+};
+use crate::profile::Profile;
+use crate::resource::ResourceType;
+use crate::retry::{self, RetryPolicy};
+
+/// How many LISTs run at the same time during collection.
+const LIST_CONCURRENCY: usize = 8;
+
+/// Types never scanned for platform metadata on kept objects: high-volume,
+/// short-lived, and never labelled by a platform (events, leases, endpoint
+/// bookkeeping), so scanning them would only cost time.
+const SKIP_SCAN: &[(&str, &str)] = &[
+    ("", "events"),
+    ("events.k8s.io", "events"),
+    ("coordination.k8s.io", "leases"),
+    ("", "endpoints"),
+    ("discovery.k8s.io", "endpointslices"),
+    ("", "bindings"),
+    ("", "componentstatuses"),
+];
+
+/// Errors that make an inventory meaningless (so no plan can be made).
+#[derive(Debug, thiserror::Error)]
+pub enum DiscoverError {
+    /// The API root could not be read.
+    #[error("failed to discover the served APIs")]
+    Api(#[from] ApiDiscoveryError),
+    /// A list every plan depends on (namespaces, CRDs) failed.
+    #[error("failed to list {resource}")]
+    EssentialList {
+        /// `plural.group`.
+        resource: String,
+        /// The underlying error.
+        #[source]
+        source: kube::Error,
+    },
+}
+
+/// Lists everything `profile` can match and returns it as an inventory for `cluster`.
+pub async fn discover(
+    client: &Client,
+    profile: &Profile,
+    cluster: &ClusterIdentity,
+) -> Result<Inventory, DiscoverError> {
+    let catalog = api::discover_api(client).await?;
+    discover_with_catalog(client, profile, cluster, &catalog).await
+}
+
+/// [`discover`] with an API catalog already read (verify and preflight reuse one).
+pub async fn discover_with_catalog(
+    client: &Client,
+    profile: &Profile,
+    cluster: &ClusterIdentity,
+    catalog: &ApiCatalog,
+) -> Result<Inventory, DiscoverError> {
+    let mut inventory = Inventory::empty(cluster.clone());
+    inventory.resource_types = catalog
+        .resources
+        .iter()
+        .map(|r| r.resource.clone())
+        .collect();
+    inventory.issues.extend(
+        catalog
+            .broken
+            .iter()
+            .map(|b| DiscoveryIssue::ApiGroupUnavailable {
+                group_version: b.group_version.clone(),
+                message: b.message.clone(),
+            }),
+    );
+
+    // Essential lists: without them the plan would be wrong, not just incomplete.
+    inventory.namespaces = essential(client, &types::namespace()).await?;
+    let crds = essential(client, &types::crd()).await?;
+
+    // Fixed cluster-wide lists, concurrently; a failure becomes an issue.
+    let fixed = [
+        types::validating_webhook(),
+        types::mutating_webhook(),
+        types::api_service(),
+        types::cluster_role(),
+        types::cluster_role_binding(),
+        types::role(),
+        types::role_binding(),
+        types::csr(),
+    ];
+    let listed: Vec<_> = futures::stream::iter(fixed)
+        .map(|rt| async move {
+            let result = api::list_all(client, &rt, None, None).await;
+            (rt, result)
+        })
+        .buffered(LIST_CONCURRENCY)
+        .collect()
+        .await;
+    for (rt, result) in listed {
+        let objects = match result {
+            Ok(objects) => objects,
+            Err(err) => {
+                inventory.issues.push(list_failed(&rt, None, &err));
+                continue;
+            }
+        };
+        let slot = match rt.plural.as_str() {
+            "validatingwebhookconfigurations" => &mut inventory.validating_webhooks,
+            "mutatingwebhookconfigurations" => &mut inventory.mutating_webhooks,
+            "apiservices" => &mut inventory.api_services,
+            "clusterroles" => &mut inventory.cluster_roles,
+            "clusterrolebindings" => &mut inventory.cluster_role_bindings,
+            "roles" => &mut inventory.roles,
+            "rolebindings" => &mut inventory.role_bindings,
+            _ => &mut inventory.csrs,
+        };
+        *slot = objects;
+    }
+
+    // CRDs the profile owns or shares, with all their instances.
+    let matched: Vec<DynamicObject> = crds
+        .into_iter()
+        .filter(|crd| {
+            let name = crd.metadata.name.as_deref().unwrap_or_default();
+            let group = crd
+                .data
+                .pointer("/spec/group")
+                .and_then(|g| g.as_str())
+                .unwrap_or_default();
+            profile.crd_role(name, group).is_some()
+        })
+        .collect();
+    let platform_types: BTreeSet<(String, String)> = matched
+        .iter()
+        .filter_map(|crd| {
+            let group = crd.data.pointer("/spec/group")?.as_str()?;
+            let plural = crd.data.pointer("/spec/names/plural")?.as_str()?;
+            Some((group.to_string(), plural.to_string()))
+        })
+        .collect();
+    let crd_results: Vec<(CrdInventory, Option<DiscoveryIssue>)> = futures::stream::iter(matched)
+        .map(|crd| collect_crd(client, catalog, crd))
+        .buffer_unordered(LIST_CONCURRENCY)
+        .collect()
+        .await;
+    for (crd, issue) in crd_results {
+        inventory.crds.push(crd);
+        inventory.issues.extend(issue);
+    }
+    inventory.crds.sort_by(|a, b| a.name().cmp(b.name()));
+
+    // Platform controllers, by exact name.
+    for controller in &profile.controllers {
+        let deployments: Api<Deployment> = Api::namespaced(client.clone(), &controller.namespace);
+        let what = format!(
+            "get deployment {}/{}",
+            controller.namespace, controller.name
+        );
+        match retry::with_retry(&RetryPolicy::standard(), &what, || {
+            deployments.get_opt(&controller.name)
+        })
+        .await
+        {
+            Ok(Some(deployment)) => {
+                if let Some(object) = to_dynamic(&deployment, &types::deployment()) {
+                    inventory.controllers.push(object);
+                }
+            }
+            Ok(None) => {}
+            Err(err) => inventory.issues.push(list_failed(
+                &types::deployment(),
+                Some(&controller.namespace),
+                &err,
+            )),
+        }
+    }
+
+    // Kept objects: every namespaced type, all namespaces, metadata only
+    // (labels, annotations, finalizers and owner references are all that a
+    // metadata strip reads), keeping those that carry platform metadata.
+    let scan: Vec<ResourceType> = catalog
+        .resources
+        .iter()
+        .filter(|r| r.resource.namespaced)
+        .filter(|r| r.verbs.iter().any(|v| v == "list") && r.verbs.iter().any(|v| v == "patch"))
+        .filter(|r| !SKIP_SCAN.contains(&(r.resource.group.as_str(), r.resource.plural.as_str())))
+        .filter(|r| {
+            !platform_types.contains(&(r.resource.group.clone(), r.resource.plural.clone()))
+        })
+        .map(|r| r.resource.clone())
+        .collect();
+    let scanned: Vec<_> = futures::stream::iter(scan)
+        .map(|rt| async move {
+            let result = list_metadata_all(client, &rt).await;
+            (rt, result)
+        })
+        .buffered(LIST_CONCURRENCY)
+        .collect()
+        .await;
+    for (rt, result) in scanned {
+        match result {
+            Ok(objects) => {
+                let objects: Vec<DynamicObject> = objects
+                    .into_iter()
+                    .filter(|o| profile.carries_platform_metadata(&o.metadata))
+                    .collect();
+                if !objects.is_empty() {
+                    inventory.kept_objects.push(ObservedList {
+                        resource: rt,
+                        objects,
+                    });
+                }
+            }
+            Err(err) => inventory.issues.push(list_failed(&rt, None, &err)),
+        }
+    }
+
+    tracing::info!(
+        namespaces = inventory.namespaces.len(),
+        crds = inventory.crds.len(),
+        instances = inventory
+            .crds
+            .iter()
+            .map(|c| c.instances.len())
+            .sum::<usize>(),
+        kept_object_types = inventory.kept_objects.len(),
+        issues = inventory.issues.len(),
+        "discovery finished"
+    );
+    Ok(inventory)
+}
+
+async fn essential(
+    client: &Client,
+    rt: &ResourceType,
+) -> Result<Vec<DynamicObject>, DiscoverError> {
+    api::list_all(client, rt, None, None)
+        .await
+        .map_err(|source| DiscoverError::EssentialList {
+            resource: rt.qualified_plural(),
+            source,
+        })
+}
+
+/// Lists a CRD's instances at the best version: the storage version when it is
+/// served (no conversion needed for most objects, so a dead conversion webhook
+/// hurts least), else the discovery-preferred version, else any served one.
+async fn collect_crd(
+    client: &Client,
+    catalog: &ApiCatalog,
+    crd: DynamicObject,
+) -> (CrdInventory, Option<DiscoveryIssue>) {
+    let resource = instance_type(catalog, &crd);
+    let mut entry = CrdInventory {
+        crd,
+        resource: resource.clone(),
+        instances: Vec::new(),
+        instances_listed: false,
+    };
+    let Some(rt) = resource else {
+        let issue = DiscoveryIssue::ListFailed {
+            resource: entry.name().to_string(),
+            namespace: None,
+            message: "no served version: instances cannot be listed".into(),
+        };
+        return (entry, Some(issue));
+    };
+    match api::list_all(client, &rt, None, None).await {
+        Ok(instances) => {
+            entry.instances = instances;
+            entry.instances_listed = true;
+            (entry, None)
+        }
+        // The CRD is not (or no longer) established: nothing can exist.
+        Err(err) if retry::is_not_found(&err) => {
+            entry.instances_listed = true;
+            (entry, None)
+        }
+        Err(err) => {
+            let issue = list_failed(&rt, None, &err);
+            (entry, Some(issue))
+        }
+    }
+}
+
+/// The type to list a CRD's instances with, from the CRD's own spec.
+pub fn instance_type(catalog: &ApiCatalog, crd: &DynamicObject) -> Option<ResourceType> {
+    let spec = crd.data.get("spec")?;
+    let group = spec.get("group")?.as_str()?.to_string();
+    let plural = spec.pointer("/names/plural")?.as_str()?.to_string();
+    let kind = spec.pointer("/names/kind")?.as_str()?.to_string();
+    let namespaced = spec.get("scope").and_then(|s| s.as_str()) == Some("Namespaced");
+    let versions = spec.get("versions")?.as_array()?;
+    let served = |v: &&serde_json::Value| v.get("served").and_then(|s| s.as_bool()) == Some(true);
+    let storage = versions
+        .iter()
+        .filter(served)
+        .find(|v| v.get("storage").and_then(|s| s.as_bool()) == Some(true));
+    let preferred = catalog
+        .find(&group, &plural)
+        .map(|r| r.resource.version.clone());
+    let version = storage
+        .and_then(|v| v.get("name")?.as_str().map(str::to_string))
+        .or(preferred)
+        .or_else(|| {
+            versions
+                .iter()
+                .find(served)?
+                .get("name")?
+                .as_str()
+                .map(str::to_string)
+        })?;
+    Some(ResourceType {
+        group,
+        version,
+        kind,
+        plural,
+        namespaced,
+    })
+}
+
+/// Metadata-only paged list across all namespaces, as dynamic objects with empty data.
+async fn list_metadata_all(
+    client: &Client,
+    rt: &ResourceType,
+) -> Result<Vec<DynamicObject>, kube::Error> {
+    let api = api::dynamic_api(client, rt, None);
+    let mut out = Vec::new();
+    let mut token: Option<String> = None;
+    loop {
+        let mut params = ListParams::default().limit(api::PAGE_SIZE);
+        if let Some(t) = &token {
+            params = params.continue_token(t);
+        }
+        let what = format!("list metadata {rt}");
+        let page = retry::with_retry(&RetryPolicy::standard(), &what, || {
+            api.list_metadata(&params)
+        })
+        .await?;
+        out.extend(page.items.into_iter().map(|p| DynamicObject {
+            types: Some(TypeMeta {
+                api_version: rt.api_version(),
+                kind: rt.kind.clone(),
+            }),
+            metadata: p.metadata,
+            data: serde_json::Value::Object(Default::default()),
+        }));
+        match page.metadata.continue_ {
+            Some(t) if !t.is_empty() => token = Some(t),
+            _ => return Ok(out),
+        }
+    }
+}
+
+fn list_failed(rt: &ResourceType, namespace: Option<&str>, err: &kube::Error) -> DiscoveryIssue {
+    DiscoveryIssue::ListFailed {
+        resource: rt.qualified_plural(),
+        namespace: namespace.map(str::to_string),
+        message: api::error_message(err),
+    }
+}
+
+/// Converts a typed object to a dynamic one of type `rt`.
+pub(crate) fn to_dynamic<K: serde::Serialize>(
+    object: &K,
+    rt: &ResourceType,
+) -> Option<DynamicObject> {
+    let mut value = serde_json::to_value(object).ok()?;
+    if let Some(map) = value.as_object_mut() {
+        map.insert("apiVersion".into(), rt.api_version().into());
+        map.insert("kind".into(), rt.kind.clone().into());
+    }
+    serde_json::from_value(value).ok()
+}

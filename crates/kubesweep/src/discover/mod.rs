@@ -1,0 +1,12 @@
+//! Discovery: the read-only cluster I/O that fills an [`crate::inventory::Inventory`].
+//! `api` walks the served APIs tolerating broken groups and pages LISTs;
+//! `collect` lists what a profile can match.
+
+mod api;
+mod collect;
+
+pub use api::{
+    ApiCatalog, ApiDiscoveryError, BrokenGroupVersion, PAGE_SIZE, ServedResource, discover_api,
+    dynamic_api, error_message, list_all, list_in_namespaces,
+};
+pub use collect::{DiscoverError, discover, discover_with_catalog, instance_type};
