@@ -68,7 +68,11 @@ impl CrdInventory {
 
     /// `spec.scope == "Namespaced"`.
     pub fn namespaced(&self) -> bool {
-        self.crd.data.pointer("/spec/scope").and_then(|v| v.as_str()) == Some("Namespaced")
+        self.crd
+            .data
+            .pointer("/spec/scope")
+            .and_then(|v| v.as_str())
+            == Some("Namespaced")
     }
 
     /// Whether `spec.conversion.strategy` is `Webhook`.
@@ -233,11 +237,23 @@ pub mod types {
     }
     /// apiregistration.k8s.io/v1 APIService.
     pub fn api_service() -> ResourceType {
-        rt("apiregistration.k8s.io", "v1", "APIService", "apiservices", false)
+        rt(
+            "apiregistration.k8s.io",
+            "v1",
+            "APIService",
+            "apiservices",
+            false,
+        )
     }
     /// rbac.authorization.k8s.io/v1 ClusterRole.
     pub fn cluster_role() -> ResourceType {
-        rt("rbac.authorization.k8s.io", "v1", "ClusterRole", "clusterroles", false)
+        rt(
+            "rbac.authorization.k8s.io",
+            "v1",
+            "ClusterRole",
+            "clusterroles",
+            false,
+        )
     }
     /// rbac.authorization.k8s.io/v1 ClusterRoleBinding.
     pub fn cluster_role_binding() -> ResourceType {
@@ -255,7 +271,13 @@ pub mod types {
     }
     /// rbac.authorization.k8s.io/v1 RoleBinding.
     pub fn role_binding() -> ResourceType {
-        rt("rbac.authorization.k8s.io", "v1", "RoleBinding", "rolebindings", true)
+        rt(
+            "rbac.authorization.k8s.io",
+            "v1",
+            "RoleBinding",
+            "rolebindings",
+            true,
+        )
     }
     /// certificates.k8s.io/v1 CertificateSigningRequest.
     pub fn csr() -> ResourceType {

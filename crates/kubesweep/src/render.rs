@@ -1,21 +1,143 @@
 //! Human rendering of plans: a phased summary with counts, an optional
 //! per-object listing with actions and reasons, findings and data hazards.
-//! Pure string building; colours and TTY handling belong to the CLI.
+//! Pure string building, no colours: terminal styling belongs to the CLI.
 
-use crate::plan::Plan;
+use crate::plan::{Operation, Plan, Propagation, Severity};
+use std::fmt::Write as _;
 
-/// How much detail the text shows.
+/// How much the text shows.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Detail {
-    /// Counts per phase, findings, hazards.
+    /// Counts per phase, findings, data hazards.
     #[default]
     Summary,
-    /// Also every action with its reason.
+    /// Also every action with its target, operation and reason.
     Details,
 }
 
-/// Renders `plan` as plain text.
+/// Renders `plan` as plain text (ends with a newline).
 pub fn render_plan(plan: &Plan, detail: Detail) -> String {
-    let _ = detail;
-    format!("{} actions\n", plan.total_actions())
+    let mut out = String::new();
+    // Writing to a String cannot fail.
+    let _ = write_plan(&mut out, plan, detail);
+    out
+}
+
+fn write_plan(out: &mut String, plan: &Plan, detail: Detail) -> std::fmt::Result {
+    let server = if plan.cluster.server.is_empty() {
+        "(unknown server)"
+    } else {
+        plan.cluster.server.as_str()
+    };
+    writeln!(
+        out,
+        "Plan: profile {} on {} (kube-system {}), kubesweep {}",
+        plan.profile, server, plan.cluster.kube_system_uid, plan.kubesweep_version
+    )?;
+    writeln!(out, "Digest: sha256:{}", plan.digest())?;
+    writeln!(out)?;
+    if plan.is_empty() {
+        writeln!(
+            out,
+            "Nothing to remove: no object of the profile was found."
+        )?;
+    } else {
+        writeln!(out, "{:<4}{:<36}{:>8}", "#", "PHASE", "ACTIONS")?;
+        for (i, phase) in plan.phases.iter().enumerate() {
+            writeln!(
+                out,
+                "{:<4}{:<36}{:>8}",
+                format!("{}.", i + 1),
+                phase.id.title(),
+                phase.actions.len()
+            )?;
+            if detail == Detail::Details {
+                for action in &phase.actions {
+                    writeln!(
+                        out,
+                        "      {} {}{}",
+                        action.operation.verb(),
+                        action.target,
+                        operation_details(&action.operation)
+                    )?;
+                    writeln!(out, "        why: {}", action.reason)?;
+                }
+            }
+        }
+        let c = &plan.counts;
+        writeln!(out)?;
+        writeln!(
+            out,
+            "Total: {} actions ({} deletes, {} metadata strips, {} other); {} destroy data",
+            c.actions, c.deletes, c.metadata_strips, c.other, c.destroying_data
+        )?;
+    }
+    if !plan.findings.is_empty() {
+        writeln!(out)?;
+        writeln!(out, "Findings ({}):", plan.findings.len())?;
+        let mut findings: Vec<_> = plan.findings.iter().collect();
+        // Warnings first; otherwise keep the planner's order.
+        findings.sort_by_key(|f| std::cmp::Reverse(f.severity()));
+        for finding in findings {
+            let mark = match finding.severity() {
+                Severity::Warning => "warning",
+                Severity::Info => "info",
+            };
+            writeln!(out, "  {mark}: {finding}")?;
+        }
+    }
+    if !plan.data_hazards.is_empty() {
+        writeln!(out)?;
+        writeln!(out, "Data hazards ({}):", plan.data_hazards.len())?;
+        for hazard in &plan.data_hazards {
+            writeln!(out, "  {}", hazard.description)?;
+        }
+    }
+    Ok(())
+}
+
+fn propagation(p: Propagation) -> &'static str {
+    match p {
+        Propagation::Orphan => "orphan dependents",
+        Propagation::Background => "background",
+    }
+}
+
+fn operation_details(op: &Operation) -> String {
+    let mut parts = Vec::new();
+    match op {
+        Operation::Delete { propagation: p } => parts.push(propagation(*p).to_owned()),
+        Operation::StripFinalizersThenDelete {
+            finalizers,
+            propagation: p,
+        } => {
+            if !finalizers.is_empty() {
+                parts.push(format!("finalizers: {}", finalizers.join(", ")));
+            }
+            parts.push(propagation(*p).to_owned());
+        }
+        Operation::StripMetadata {
+            labels,
+            annotations,
+            finalizers,
+            owner_reference_uids,
+        } => {
+            for (what, list) in [
+                ("labels", labels),
+                ("annotations", annotations),
+                ("finalizers", finalizers),
+                ("ownerReferences", owner_reference_uids),
+            ] {
+                if !list.is_empty() {
+                    parts.push(format!("{what}: {}", list.join(", ")));
+                }
+            }
+        }
+        Operation::DisableConversionWebhook | Operation::FinalizeNamespaceIfStuck => {}
+    }
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!("  [{}]", parts.join("; "))
+    }
 }

@@ -6,3 +6,8 @@ mod planner;
 
 pub use model::*;
 pub use planner::plan;
+
+#[cfg(test)]
+pub(crate) mod test_support;
+#[cfg(test)]
+mod tests;

@@ -1,28 +1,851 @@
 //! The planner: a pure function from a profile and an inventory to a plan.
+//!
+//! It decides, object by object, whether the profile proves the object is
+//! the platform's, and which phase acts on it. Ordering guarantees that
+//! matter for safety live here:
+//! - webhooks go first, because a `Fail` webhook whose service is gone
+//!   rejects the updates that strip finalizers;
+//! - kept namespaces and user objects lose their owner references to
+//!   Workspaces/Applications before any owner or CRD is deleted, or the
+//!   garbage collector deletes user namespaces (kubesphere#3772);
+//! - instances before their CRDs, CRDs before namespaces, and protected
+//!   namespaces never get a delete or finalize, whatever the profile says.
 
 use super::model::*;
-use crate::inventory::Inventory;
-use crate::profile::Profile;
+use crate::inventory::{CrdInventory, DiscoveryIssue, Inventory, types};
+use crate::profile::{CrdRole, Profile, SharedCrdRule};
+use crate::resource::{ObjectRef, ResourceType};
+use kube::api::DynamicObject;
+use serde_json::Value;
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 
-/// Plans the removal of `profile`'s footprint from the cluster `inventory` describes.
+/// How many foreign instances a finding quotes.
+const QUOTED_INSTANCES: usize = 5;
+
+/// Plans the removal of `profile`'s footprint from the cluster `inventory`
+/// describes. Pure and deterministic: the same input gives the same plan
+/// (and digest); an inventory without platform objects gives no actions.
 pub fn plan(profile: &Profile, inventory: &Inventory, options: &PlanOptions) -> Plan {
-    let phases: Vec<Phase> = PhaseId::ALL
-        .iter()
-        .map(|id| Phase {
-            id: *id,
-            actions: Vec::new(),
+    let mut planner = Planner::new(profile, inventory, options);
+    planner.run();
+    planner.finish()
+}
+
+/// Why a namespace is deleted or kept.
+#[derive(Clone, Debug)]
+enum NamespaceFate {
+    Delete(String),
+    Keep(String),
+}
+
+struct Planner<'a> {
+    profile: &'a Profile,
+    inventory: &'a Inventory,
+    options: &'a PlanOptions,
+    phases: BTreeMap<PhaseId, Vec<Action>>,
+    findings: Vec<Finding>,
+    hazards: Vec<DataHazard>,
+    /// Namespaces the plan deletes.
+    deleted_namespaces: BTreeSet<String>,
+    /// Fate of every observed namespace.
+    namespace_fates: BTreeMap<String, NamespaceFate>,
+    /// UIDs of proven platform instances of shared CRDs (owner references to
+    /// them are removed from kept objects).
+    platform_shared_uids: HashSet<String>,
+}
+
+impl<'a> Planner<'a> {
+    fn new(profile: &'a Profile, inventory: &'a Inventory, options: &'a PlanOptions) -> Self {
+        Self {
+            profile,
+            inventory,
+            options,
+            phases: PhaseId::ALL.iter().map(|id| (*id, Vec::new())).collect(),
+            findings: Vec::new(),
+            hazards: Vec::new(),
+            deleted_namespaces: BTreeSet::new(),
+            namespace_fates: BTreeMap::new(),
+            platform_shared_uids: HashSet::new(),
+        }
+    }
+
+    fn run(&mut self) {
+        self.discovery_findings();
+        self.controllers();
+        self.classify_namespaces();
+        self.classify_shared_instances();
+        self.webhooks();
+        self.api_services();
+        self.kept_namespaces();
+        self.kept_objects();
+        self.custom_resources();
+        self.cluster_leftovers();
+        self.namespaces();
+    }
+
+    fn finish(self) -> Plan {
+        let Planner {
+            profile,
+            inventory,
+            options,
+            phases,
+            findings,
+            mut hazards,
+            ..
+        } = self;
+        let phases: Vec<Phase> = phases
+            .into_iter()
+            .map(|(id, mut actions)| {
+                actions.sort_by(|a, b| a.target.cmp(&b.target));
+                actions.dedup_by(|a, b| a.target == b.target && a.operation == b.operation);
+                Phase {
+                    id,
+                    actions: enforce_protection(profile, actions),
+                }
+            })
+            .collect();
+        hazards.sort_by(|a, b| a.target.cmp(&b.target));
+        let counts = PlanCounts::compute(&phases, &findings);
+        Plan {
+            schema_version: PLAN_SCHEMA_VERSION,
+            cluster: inventory.cluster.clone(),
+            profile: profile.name.clone(),
+            kubesweep_version: env!("CARGO_PKG_VERSION").to_owned(),
+            options: options.clone(),
+            phases,
+            findings,
+            data_hazards: hazards,
+            counts,
+        }
+    }
+
+    fn push(&mut self, phase: PhaseId, target: ObjectRef, operation: Operation, reason: String) {
+        self.push_action(
+            phase,
+            Action {
+                target,
+                operation,
+                reason,
+                destroys_data: false,
+            },
+        );
+    }
+
+    fn push_action(&mut self, phase: PhaseId, action: Action) {
+        if let Some(actions) = self.phases.get_mut(&phase) {
+            actions.push(action);
+        }
+    }
+
+    fn note_terminating(&mut self, target: &ObjectRef, object: &DynamicObject) {
+        if object.metadata.deletion_timestamp.is_some() {
+            self.findings.push(Finding::AlreadyTerminating {
+                target: target.clone(),
+                finalizers: object.metadata.finalizers.clone().unwrap_or_default(),
+            });
+        }
+    }
+
+    // Phase 1: facts.
+
+    fn discovery_findings(&mut self) {
+        for issue in &self.inventory.issues {
+            self.findings.push(match issue.clone() {
+                DiscoveryIssue::ApiGroupUnavailable {
+                    group_version,
+                    message,
+                } => Finding::ApiGroupUnavailable {
+                    group_version,
+                    message,
+                },
+                DiscoveryIssue::ListFailed {
+                    resource,
+                    namespace,
+                    message,
+                } => Finding::ListFailed {
+                    resource,
+                    namespace,
+                    message,
+                },
+            });
+        }
+    }
+
+    fn controllers(&mut self) {
+        for deployment in &self.inventory.controllers {
+            let ns = deployment.metadata.namespace.as_deref().unwrap_or_default();
+            let name = deployment.metadata.name.as_deref().unwrap_or_default();
+            if !self
+                .profile
+                .controllers
+                .iter()
+                .any(|c| c.namespace == ns && c.name == name)
+            {
+                continue;
+            }
+            // spec.replicas defaults to 1 when unset.
+            let replicas = int_at(&deployment.data, "/spec/replicas").unwrap_or(1);
+            let ready = int_at(&deployment.data, "/status/readyReplicas").unwrap_or(0);
+            if replicas > 0 || ready > 0 {
+                self.findings.push(Finding::ControllerRunning {
+                    namespace: ns.to_owned(),
+                    name: name.to_owned(),
+                    replicas,
+                    ready_replicas: ready,
+                });
+            }
+        }
+    }
+
+    // Namespace and shared-instance classification (no actions yet).
+
+    fn classify_namespaces(&mut self) {
+        let created_by = self.namespaces_created_by_platform();
+        let project_label = self.profile.namespaces.project_label.as_deref();
+        for ns in &self.inventory.namespaces {
+            let Some(name) = ns.metadata.name.clone() else {
+                continue;
+            };
+            let labels = ns.metadata.labels.clone().unwrap_or_default();
+            let project = project_label
+                .and_then(|l| labels.get(l))
+                .filter(|v| !self.profile.namespaces.system_project_values.contains(v));
+            let fate = if self.profile.is_protected_namespace(&name) {
+                NamespaceFate::Keep("protected system namespace".into())
+            } else if self.options.keep_namespaces.contains(&name) {
+                NamespaceFate::Keep("kept on request (--keep-namespace)".into())
+            } else if self.profile.namespaces.delete.contains(&name) {
+                NamespaceFate::Delete(
+                    "namespace created by the platform (listed by the profile)".into(),
+                )
+            } else if let Some(ws) = project {
+                NamespaceFate::Keep(format!("user project of workspace `{ws}`"))
+            } else if let Some(rule) = self.profile.namespaces.delete_when.iter().find(|r| {
+                name.starts_with(&r.prefix) && r.labels.iter().any(|l| labels.contains_key(l))
+            }) {
+                NamespaceFate::Delete(format!(
+                    "name starts with `{}` and carries a platform label ({})",
+                    rule.prefix,
+                    rule.labels.join(", ")
+                ))
+            } else if let Some(source) = created_by.get(&name) {
+                NamespaceFate::Delete(format!("namespace created by the platform for {source}"))
+            } else {
+                NamespaceFate::Keep("not the platform's".into())
+            };
+            if matches!(fate, NamespaceFate::Delete(_)) {
+                self.deleted_namespaces.insert(name.clone());
+            }
+            self.namespace_fates.insert(name, fate);
+        }
+    }
+
+    /// Namespace name → "<crd kind> <name>" for namespaces named in platform
+    /// custom resources' fields (e.g. InstallPlan target namespaces).
+    fn namespaces_created_by_platform(&self) -> BTreeMap<String, String> {
+        let mut out = BTreeMap::new();
+        for rule in &self.profile.namespaces.created_by {
+            let Some(crd) = self.inventory.crds.iter().find(|c| c.name() == rule.crd) else {
+                continue;
+            };
+            for instance in &crd.instances {
+                for path in &rule.paths {
+                    for ns in values_at_path(&instance.data, path) {
+                        out.entry(ns).or_insert_with(|| {
+                            format!(
+                                "{} {}",
+                                crd_kind(crd),
+                                instance.metadata.name.as_deref().unwrap_or_default()
+                            )
+                        });
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    fn instance_is_platform(&self, rule: &SharedCrdRule, object: &DynamicObject) -> bool {
+        object
+            .metadata
+            .namespace
+            .as_ref()
+            .is_some_and(|ns| self.deleted_namespaces.contains(ns))
+            || self
+                .profile
+                .shared_instance_is_platform(rule, &object.metadata)
+    }
+
+    fn classify_shared_instances(&mut self) {
+        let mut uids = HashSet::new();
+        for crd in &self.inventory.crds {
+            if let Some(CrdRole::Shared(rule)) = self.profile.crd_role(crd.name(), crd.group()) {
+                for instance in &crd.instances {
+                    if self.instance_is_platform(rule, instance)
+                        && let Some(uid) = &instance.metadata.uid
+                    {
+                        uids.insert(uid.clone());
+                    }
+                }
+            }
+        }
+        self.platform_shared_uids = uids;
+    }
+
+    // Phases 3 and 4.
+
+    fn webhooks(&mut self) {
+        let inventory = self.inventory;
+        for (phase, rt, list) in [
+            (
+                PhaseId::ValidatingWebhooks,
+                types::validating_webhook(),
+                &inventory.validating_webhooks,
+            ),
+            (
+                PhaseId::MutatingWebhooks,
+                types::mutating_webhook(),
+                &inventory.mutating_webhooks,
+            ),
+        ] {
+            for config in list {
+                let Some(target) = ObjectRef::from_object(&rt, config) else {
+                    continue;
+                };
+                if let Some(reason) = self.webhook_proof(&target, config) {
+                    self.push(phase, target, delete(Propagation::Background), reason);
+                }
+            }
+        }
+    }
+
+    fn is_platform_service(&self, namespace: &str, name: &str) -> bool {
+        self.deleted_namespaces.contains(namespace)
+            || self
+                .profile
+                .webhooks
+                .services
+                .iter()
+                .any(|s| s.namespace == namespace && s.name == name)
+    }
+
+    /// A configuration is the platform's when its name is listed or one of its
+    /// webhooks calls a platform service; it is left alone (with a finding)
+    /// when it also calls something else, since deleting it would remove
+    /// another program's webhooks.
+    fn webhook_proof(&mut self, target: &ObjectRef, config: &DynamicObject) -> Option<String> {
+        let by_name = self.profile.webhooks.names.contains(&target.name);
+        let mut platform_services = BTreeSet::new();
+        let mut foreign = BTreeSet::new();
+        for hook in config
+            .data
+            .get("webhooks")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let service = hook.pointer("/clientConfig/service");
+            let ns = service
+                .and_then(|s| s.get("namespace"))
+                .and_then(Value::as_str);
+            let name = service.and_then(|s| s.get("name")).and_then(Value::as_str);
+            match (ns, name) {
+                (Some(ns), Some(name)) if self.is_platform_service(ns, name) => {
+                    platform_services.insert(format!("{ns}/{name}"));
+                }
+                (Some(ns), Some(name)) => {
+                    foreign.insert(format!("service {ns}/{name}"));
+                }
+                _ if by_name => {}
+                _ => {
+                    let url = hook.pointer("/clientConfig/url").and_then(Value::as_str);
+                    foreign.insert(format!("url {}", url.unwrap_or("?")));
+                }
+            }
+        }
+        if !by_name && platform_services.is_empty() {
+            return None;
+        }
+        if !foreign.is_empty() {
+            self.findings.push(Finding::Skipped {
+                subject: target.to_string(),
+                reason: format!(
+                    "calls the platform but also {}",
+                    foreign.into_iter().collect::<Vec<_>>().join(", ")
+                ),
+            });
+            return None;
+        }
+        Some(if by_name {
+            "webhook configuration name is listed by the profile".to_owned()
+        } else {
+            format!(
+                "webhooks call the platform service {}",
+                platform_services.into_iter().collect::<Vec<_>>().join(", ")
+            )
+        })
+    }
+
+    fn api_services(&mut self) {
+        let rt = types::api_service();
+        for svc in &self.inventory.api_services {
+            let Some(target) = ObjectRef::from_object(&rt, svc) else {
+                continue;
+            };
+            // Local APIServices (no service) are managed by the aggregator itself.
+            let Some(service) = svc.data.pointer("/spec/service") else {
+                continue;
+            };
+            let ns = service
+                .get("namespace")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            let name = service
+                .get("name")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            let reason = if self.deleted_namespaces.contains(ns) {
+                format!("backed by service {ns}/{name} in a namespace this plan deletes")
+            } else if self
+                .profile
+                .api_services
+                .services
+                .iter()
+                .any(|s| s.namespace == ns && s.name == name)
+            {
+                format!("backed by the platform service {ns}/{name}")
+            } else {
+                continue;
+            };
+            self.push(
+                PhaseId::ApiServices,
+                target,
+                delete(Propagation::Background),
+                reason,
+            );
+        }
+    }
+
+    // Phase 5.
+
+    fn strip_action(&self, object: &DynamicObject, namespace: bool) -> Option<Operation> {
+        let meta = &object.metadata;
+        let labels = self.profile.strippable_labels(meta, namespace);
+        let annotations = self.profile.strippable_annotations(meta, namespace);
+        let finalizers = self.profile.platform_finalizers(meta);
+        let owner_reference_uids = self
+            .profile
+            .platform_owner_reference_uids(meta, &self.platform_shared_uids);
+        if labels.is_empty()
+            && annotations.is_empty()
+            && finalizers.is_empty()
+            && owner_reference_uids.is_empty()
+        {
+            return None;
+        }
+        Some(Operation::StripMetadata {
+            labels,
+            annotations,
+            finalizers,
+            owner_reference_uids,
+        })
+    }
+
+    fn kept_namespaces(&mut self) {
+        let rt = types::namespace();
+        for ns in &self.inventory.namespaces {
+            let Some(target) = ObjectRef::from_object(&rt, ns) else {
+                continue;
+            };
+            let Some(NamespaceFate::Keep(why)) = self.namespace_fates.get(&target.name).cloned()
+            else {
+                continue;
+            };
+            if let Some(op) = self.strip_action(ns, true) {
+                let reason = format!("kept namespace ({why}): remove only the platform's metadata");
+                self.push(PhaseId::KeptObjects, target, op, reason);
+            }
+        }
+    }
+
+    fn kept_objects(&mut self) {
+        for list in &self.inventory.kept_objects {
+            // Instances of platform CRDs are removed in their own phase.
+            if self.profile.owns_group(&list.resource.group) {
+                continue;
+            }
+            for object in &list.objects {
+                if let Some(ns) = &object.metadata.namespace
+                    && !matches!(
+                        self.namespace_fates.get(ns),
+                        Some(NamespaceFate::Keep(_)) | None
+                    )
+                {
+                    continue;
+                }
+                let Some(target) = ObjectRef::from_object(&list.resource, object) else {
+                    continue;
+                };
+                if self.is_protected(&target) {
+                    continue;
+                }
+                if let Some(op) = self.strip_action(object, list.resource.kind == "Namespace") {
+                    let reason = "kept object: remove only the platform's metadata".to_owned();
+                    self.push(PhaseId::KeptObjects, target, op, reason);
+                }
+            }
+        }
+    }
+
+    // Phases 6 and 7.
+
+    fn custom_resources(&mut self) {
+        let inventory = self.inventory;
+        for crd in &inventory.crds {
+            let Some(role) = self.profile.crd_role(crd.name(), crd.group()) else {
+                continue;
+            };
+            let Some(crd_target) = ObjectRef::from_object(&types::crd(), &crd.crd) else {
+                continue;
+            };
+            let mut foreign = Vec::new();
+            if let Some(rt) = &crd.resource {
+                for instance in &crd.instances {
+                    let reason = match role {
+                        CrdRole::Owned => format!("instance of the platform CRD {}", crd.name()),
+                        CrdRole::Shared(rule) if self.instance_is_platform(rule, instance) => {
+                            format!("platform instance of the shared CRD {}", crd.name())
+                        }
+                        CrdRole::Shared(_) => {
+                            foreign.push(namespaced_name(instance));
+                            continue;
+                        }
+                    };
+                    self.custom_resource(rt, instance, reason);
+                }
+            }
+            let remove_crd = match role {
+                CrdRole::Owned => Some(format!(
+                    "CRD in the platform group {} (after its instances)",
+                    crd.group()
+                )),
+                CrdRole::Shared(rule) => self.shared_crd_decision(crd, rule, foreign),
+            };
+            if let Some(reason) = remove_crd {
+                self.note_terminating(&crd_target, &crd.crd);
+                if crd.has_conversion_webhook() {
+                    self.push(
+                        PhaseId::CrdConversion,
+                        crd_target.clone(),
+                        Operation::DisableConversionWebhook,
+                        "its conversion webhook would be unreachable and block listing and deletion".into(),
+                    );
+                }
+                self.push(
+                    PhaseId::Crds,
+                    crd_target,
+                    delete(Propagation::Background),
+                    reason,
+                );
+            }
+        }
+    }
+
+    fn custom_resource(&mut self, rt: &ResourceType, instance: &DynamicObject, reason: String) {
+        let Some(target) = ObjectRef::from_object(rt, instance) else {
+            return;
+        };
+        if self.is_protected(&target) {
+            return;
+        }
+        self.note_terminating(&target, instance);
+        let finalizers = self.profile.platform_finalizers(&instance.metadata);
+        let foreign: Vec<String> = instance
+            .metadata
+            .finalizers
+            .iter()
+            .flatten()
+            .filter(|f| !finalizers.contains(f))
+            .cloned()
+            .collect();
+        if !foreign.is_empty() {
+            self.findings.push(Finding::Skipped {
+                subject: format!("finalizers {} on {target}", foreign.join(", ")),
+                reason: "not the platform's; their owner must remove them or the deletion waits"
+                    .into(),
+            });
+        }
+        self.push(
+            PhaseId::CustomResources,
+            target,
+            Operation::StripFinalizersThenDelete {
+                finalizers,
+                propagation: Propagation::Orphan,
+            },
+            reason,
+        );
+    }
+
+    /// Whether a shared CRD is removed: only when asked, when all its
+    /// instances could be listed, and when none is foreign.
+    fn shared_crd_decision(
+        &mut self,
+        crd: &CrdInventory,
+        rule: &SharedCrdRule,
+        foreign: Vec<String>,
+    ) -> Option<String> {
+        let kept = |reason: String, foreign: &[String]| Finding::SharedCrdKept {
+            crd: crd.name().to_owned(),
+            reason,
+            foreign_instances: foreign.iter().take(QUOTED_INSTANCES).cloned().collect(),
+        };
+        let note = if rule.note.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", rule.note)
+        };
+        if !self.options.include_shared_crds {
+            self.findings.push(kept(
+                format!("shared CRDs are kept unless included explicitly{note}"),
+                &foreign,
+            ));
+            None
+        } else if !crd.instances_listed || crd.resource.is_none() {
+            self.findings.push(kept(
+                "its instances could not be listed, so foreign use cannot be ruled out".into(),
+                &[],
+            ));
+            None
+        } else if !foreign.is_empty() {
+            self.findings.push(kept(
+                format!("{} foreign instance(s) use it", foreign.len()),
+                &foreign,
+            ));
+            None
+        } else {
+            Some("shared CRD included on request; no foreign instance uses it".into())
+        }
+    }
+
+    // Phase 8.
+
+    fn cluster_leftovers(&mut self) {
+        let inventory = self.inventory;
+        for (rt, list) in [
+            (types::cluster_role(), &inventory.cluster_roles),
+            (
+                types::cluster_role_binding(),
+                &inventory.cluster_role_bindings,
+            ),
+            (types::role(), &inventory.roles),
+            (types::role_binding(), &inventory.role_bindings),
+        ] {
+            for object in list {
+                // Namespaced RBAC in a deleted namespace goes with it.
+                if object
+                    .metadata
+                    .namespace
+                    .as_ref()
+                    .is_some_and(|ns| self.deleted_namespaces.contains(ns))
+                {
+                    continue;
+                }
+                let Some(target) = ObjectRef::from_object(&rt, object) else {
+                    continue;
+                };
+                if let Some(reason) = self.profile.rbac_proof(&rt.kind, &object.metadata) {
+                    self.strip_and_delete(PhaseId::ClusterLeftovers, target, object, reason);
+                }
+            }
+        }
+        let rt = types::csr();
+        for csr in &inventory.csrs {
+            let Some(target) = ObjectRef::from_object(&rt, csr) else {
+                continue;
+            };
+            if let Some(reason) = self.profile.csr_proof(&csr.metadata) {
+                self.strip_and_delete(PhaseId::ClusterLeftovers, target, csr, reason);
+            }
+        }
+    }
+
+    fn strip_and_delete(
+        &mut self,
+        phase: PhaseId,
+        target: ObjectRef,
+        object: &DynamicObject,
+        reason: String,
+    ) {
+        if self.is_protected(&target) {
+            return;
+        }
+        self.note_terminating(&target, object);
+        let finalizers = self.profile.platform_finalizers(&object.metadata);
+        let operation = if finalizers.is_empty() {
+            delete(Propagation::Background)
+        } else {
+            Operation::StripFinalizersThenDelete {
+                finalizers,
+                propagation: Propagation::Background,
+            }
+        };
+        self.push(phase, target, operation, reason);
+    }
+
+    // Phase 9.
+
+    fn namespaces(&mut self) {
+        let rt = types::namespace();
+        for ns in &self.inventory.namespaces {
+            let Some(target) = ObjectRef::from_object(&rt, ns) else {
+                continue;
+            };
+            let Some(NamespaceFate::Delete(reason)) =
+                self.namespace_fates.get(&target.name).cloned()
+            else {
+                continue;
+            };
+            if ns.metadata.deletion_timestamp.is_some() {
+                self.findings.push(namespace_terminating(&target.name, ns));
+            }
+            self.hazards.push(DataHazard {
+                target: target.clone(),
+                description: format!(
+                    "namespace {} is deleted with everything in it (Secrets, ConfigMaps, PersistentVolumeClaims)",
+                    target.name
+                ),
+            });
+            // Platform finalizers on the namespace object itself would keep it forever.
+            let finalizers = self.profile.platform_finalizers(&ns.metadata);
+            let operation = if finalizers.is_empty() {
+                delete(Propagation::Background)
+            } else {
+                Operation::StripFinalizersThenDelete {
+                    finalizers,
+                    propagation: Propagation::Background,
+                }
+            };
+            self.push_action(
+                PhaseId::Namespaces,
+                Action {
+                    target: target.clone(),
+                    operation,
+                    reason: reason.clone(),
+                    destroys_data: true,
+                },
+            );
+            if self.options.finalize_stuck_namespaces {
+                self.push_action(
+                    PhaseId::NamespaceFinalize,
+                    Action {
+                        target,
+                        operation: Operation::FinalizeNamespaceIfStuck,
+                        reason: "last resort, only if still terminating with no content left"
+                            .into(),
+                        destroys_data: true,
+                    },
+                );
+            }
+        }
+    }
+
+    fn is_protected(&self, target: &ObjectRef) -> bool {
+        self.profile.is_protected_object(
+            &target.resource.kind,
+            target.namespace.as_deref(),
+            &target.name,
+        )
+    }
+}
+
+/// Belt and braces over classification: no delete or finalize of a
+/// protected namespace or a protected object, ever.
+fn enforce_protection(profile: &Profile, actions: Vec<Action>) -> Vec<Action> {
+    actions
+        .into_iter()
+        .filter(|a| {
+            let t = &a.target;
+            let destructive = !matches!(a.operation, Operation::StripMetadata { .. });
+            let protected_ns = t.resource.group.is_empty()
+                && t.resource.kind == "Namespace"
+                && profile.is_protected_namespace(&t.name);
+            let protected = protected_ns
+                || profile.is_protected_object(&t.resource.kind, t.namespace.as_deref(), &t.name);
+            !(destructive && protected)
+        })
+        .collect()
+}
+
+fn delete(propagation: Propagation) -> Operation {
+    Operation::Delete { propagation }
+}
+
+fn namespace_terminating(name: &str, ns: &DynamicObject) -> Finding {
+    let conditions = ns
+        .data
+        .pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter(|c| c.get("status").and_then(Value::as_str) == Some("True"))
+        .map(|c| {
+            format!(
+                "{}: {}",
+                c.get("type").and_then(Value::as_str).unwrap_or("?"),
+                c.get("message").and_then(Value::as_str).unwrap_or_default()
+            )
         })
         .collect();
-    let findings = Vec::new();
-    Plan {
-        schema_version: PLAN_SCHEMA_VERSION,
-        cluster: inventory.cluster.clone(),
-        profile: profile.name.clone(),
-        kubesweep_version: env!("CARGO_PKG_VERSION").to_owned(),
-        options: options.clone(),
-        counts: PlanCounts::compute(&phases, &findings),
-        phases,
-        findings,
-        data_hazards: Vec::new(),
+    let mut finalizers: Vec<String> =
+        crate::inventory::string_list(ns.data.pointer("/spec/finalizers"));
+    finalizers.extend(ns.metadata.finalizers.clone().unwrap_or_default());
+    Finding::NamespaceTerminating {
+        name: name.to_owned(),
+        conditions,
+        finalizers,
     }
+}
+
+fn int_at(value: &Value, pointer: &str) -> Option<i64> {
+    value.pointer(pointer).and_then(Value::as_i64)
+}
+
+fn namespaced_name(object: &DynamicObject) -> String {
+    let name = object.metadata.name.as_deref().unwrap_or_default();
+    match &object.metadata.namespace {
+        Some(ns) => format!("{ns}/{name}"),
+        None => name.to_owned(),
+    }
+}
+
+fn crd_kind(crd: &CrdInventory) -> String {
+    crd.crd
+        .data
+        .pointer("/spec/names/kind")
+        .and_then(Value::as_str)
+        .map_or_else(|| crd.name().to_owned(), str::to_owned)
+}
+
+/// String values at a dotted path; `*` steps into every value of a map or list.
+pub(crate) fn values_at_path(value: &Value, path: &str) -> Vec<String> {
+    let mut current = vec![value];
+    for step in path.split('.') {
+        current = current
+            .into_iter()
+            .flat_map(|v| -> Vec<&Value> {
+                match (step, v) {
+                    ("*", Value::Object(map)) => map.values().collect(),
+                    ("*", Value::Array(items)) => items.iter().collect(),
+                    (key, Value::Object(map)) => map.get(key).into_iter().collect(),
+                    _ => Vec::new(),
+                }
+            })
+            .collect();
+    }
+    current
+        .into_iter()
+        .filter_map(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
 }

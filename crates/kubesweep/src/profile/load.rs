@@ -7,10 +7,7 @@ use crate::profile::matching::{ALWAYS_PROTECTED_NAMESPACES, is_valid_domain};
 use std::path::{Path, PathBuf};
 
 /// Built-in profiles: (name, YAML).
-const BUILTIN: &[(&str, &str)] = &[(
-    "kubesphere",
-    include_str!("../../profiles/kubesphere.yaml"),
-)];
+const BUILTIN: &[(&str, &str)] = &[("kubesphere", include_str!("../../profiles/kubesphere.yaml"))];
 
 /// Why a profile could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -97,11 +94,13 @@ impl Profile {
                 message: first_line(&e.without_snippet().to_string()),
             }
         })?;
-        profile.validate().map_err(|(field, message)| ProfileError::Invalid {
-            origin: origin.to_owned(),
-            field,
-            message,
-        })?;
+        profile
+            .validate()
+            .map_err(|(field, message)| ProfileError::Invalid {
+                origin: origin.to_owned(),
+                field,
+                message,
+            })?;
         Ok(profile)
     }
 
@@ -137,7 +136,11 @@ impl Profile {
                 }
                 _ => return err(field, "not a valid CRD name or group"),
             }
-            check_keys(&format!("{field}.platformLabels"), &rule.platform_labels, false)?;
+            check_keys(
+                &format!("{field}.platformLabels"),
+                &rule.platform_labels,
+                false,
+            )?;
             check_keys(
                 &format!("{field}.platformAnnotations"),
                 &rule.platform_annotations,
@@ -159,7 +162,10 @@ impl Profile {
         for (i, rule) in self.namespaces.delete_when.iter().enumerate() {
             let field = format!("namespaces.deleteWhen[{i}]");
             if rule.prefix.len() < 2 || !rule.prefix.chars().all(is_dns_char) {
-                return err(field, "prefix must be at least two namespace-name characters");
+                return err(
+                    field,
+                    "prefix must be at least two namespace-name characters",
+                );
             }
             if rule.labels.is_empty() {
                 return err(field, "labels must name at least one label key (the proof)");
@@ -187,11 +193,31 @@ impl Profile {
             }
         }
         if let Some(label) = &self.namespaces.project_label {
-            check_keys("namespaces.projectLabel", std::slice::from_ref(label), false)?;
+            check_keys(
+                "namespaces.projectLabel",
+                std::slice::from_ref(label),
+                false,
+            )?;
         }
         check_keys("metadata.labels", &self.metadata.labels, false)?;
         check_keys("metadata.annotations", &self.metadata.annotations, false)?;
-        for (i, gk) in self.metadata.owner_references.shared_kinds.iter().enumerate() {
+        check_keys(
+            "metadata.namespaceLabels",
+            &self.metadata.namespace_labels,
+            false,
+        )?;
+        check_keys(
+            "metadata.namespaceAnnotations",
+            &self.metadata.namespace_annotations,
+            false,
+        )?;
+        for (i, gk) in self
+            .metadata
+            .owner_references
+            .shared_kinds
+            .iter()
+            .enumerate()
+        {
             if !is_valid_domain(&gk.group) || gk.kind.is_empty() {
                 return err(
                     format!("metadata.ownerReferences.sharedKinds[{i}]"),
@@ -219,7 +245,10 @@ impl Profile {
         check_keys("csrs.labels", &self.csrs.labels, false)?;
         for (i, ns) in self.protected.namespaces.iter().enumerate() {
             if !is_dns_label(ns) {
-                return err(format!("protected.namespaces[{i}]"), "not a valid namespace name");
+                return err(
+                    format!("protected.namespaces[{i}]"),
+                    "not a valid namespace name",
+                );
             }
         }
         for (i, o) in self.protected.objects.iter().enumerate() {

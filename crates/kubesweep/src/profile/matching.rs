@@ -116,14 +116,26 @@ impl Profile {
                 .any(|d| within_domain(group, d))
     }
 
-    /// Label keys of `meta` to remove from a kept object.
-    pub fn strippable_labels(&self, meta: &ObjectMeta) -> Vec<String> {
-        present_keys(meta.labels.as_ref(), &self.metadata.labels)
+    /// Label keys of `meta` to remove from a kept object (`namespace`: the
+    /// object is a Namespace, which also loses the namespace-only keys).
+    pub fn strippable_labels(&self, meta: &ObjectMeta, namespace: bool) -> Vec<String> {
+        let extra: &[String] = if namespace {
+            &self.metadata.namespace_labels
+        } else {
+            &[]
+        };
+        present_keys(meta.labels.as_ref(), &self.metadata.labels, extra)
     }
 
-    /// Annotation keys of `meta` to remove from a kept object.
-    pub fn strippable_annotations(&self, meta: &ObjectMeta) -> Vec<String> {
-        present_keys(meta.annotations.as_ref(), &self.metadata.annotations)
+    /// Annotation keys of `meta` to remove from a kept object (see
+    /// [`Profile::strippable_labels`]).
+    pub fn strippable_annotations(&self, meta: &ObjectMeta, namespace: bool) -> Vec<String> {
+        let extra: &[String] = if namespace {
+            &self.metadata.namespace_annotations
+        } else {
+            &[]
+        };
+        present_keys(meta.annotations.as_ref(), &self.metadata.annotations, extra)
     }
 
     /// Platform finalizers of `meta`, in their order; everyone else's are kept.
@@ -166,12 +178,13 @@ impl Profile {
             .any(|gk| gk.group == group && gk.kind == kind)
     }
 
-    /// Whether an object may need cleaning: any platform label, annotation,
-    /// finalizer, or an owner reference to a platform group or shared kind.
-    /// Discovery uses it to choose what goes into `Inventory::kept_objects`.
+    /// Whether a (non-namespace) object may need cleaning: any platform
+    /// label, annotation, finalizer, or an owner reference to a platform group
+    /// or shared kind. Discovery uses it to choose what goes into
+    /// `Inventory::kept_objects`.
     pub fn carries_platform_metadata(&self, meta: &ObjectMeta) -> bool {
-        !self.strippable_labels(meta).is_empty()
-            || !self.strippable_annotations(meta).is_empty()
+        !self.strippable_labels(meta, false).is_empty()
+            || !self.strippable_annotations(meta, false).is_empty()
             || !self.platform_finalizers(meta).is_empty()
             || meta.owner_references.iter().flatten().any(|o| {
                 self.is_platform_owner_group(&o.api_version)
@@ -215,14 +228,22 @@ impl Profile {
         {
             return Some(format!("name matches the profile pattern `{p}`"));
         }
-        if let Some(key) = meta.labels.iter().flatten().map(|(k, _)| k).find(|k| {
-            self.rbac.labels.iter().any(|p| pattern_matches(p, k))
-        }) {
+        if let Some(key) = meta
+            .labels
+            .iter()
+            .flatten()
+            .map(|(k, _)| k)
+            .find(|k| self.rbac.labels.iter().any(|p| pattern_matches(p, k)))
+        {
             return Some(format!("carries the platform label `{key}`"));
         }
-        if let Some(key) = meta.annotations.iter().flatten().map(|(k, _)| k).find(|k| {
-            self.rbac.annotations.iter().any(|p| pattern_matches(p, k))
-        }) {
+        if let Some(key) = meta
+            .annotations
+            .iter()
+            .flatten()
+            .map(|(k, _)| k)
+            .find(|k| self.rbac.annotations.iter().any(|p| pattern_matches(p, k)))
+        {
             return Some(format!("carries the platform annotation `{key}`"));
         }
         self.platform_owner_proof(meta)
@@ -266,10 +287,11 @@ impl Profile {
 fn present_keys(
     map: Option<&std::collections::BTreeMap<String, String>>,
     wanted: &[String],
+    extra: &[String],
 ) -> Vec<String> {
     map.map(|m| {
         m.keys()
-            .filter(|k| wanted.contains(k))
+            .filter(|k| wanted.contains(k) || extra.contains(k))
             .cloned()
             .collect()
     })

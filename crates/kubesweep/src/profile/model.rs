@@ -168,12 +168,20 @@ pub struct NamespaceFieldRule {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct MetadataRules {
-    /// Label keys removed from kept objects (exact keys).
+    /// Label keys removed from every kept object, namespaces included (exact keys).
     #[serde(default)]
     pub labels: Vec<String>,
-    /// Annotation keys removed from kept objects (exact keys).
+    /// Annotation keys removed from every kept object (exact keys).
     #[serde(default)]
     pub annotations: Vec<String>,
+    /// Label keys the platform writes on namespaces: removed from kept
+    /// namespaces only, because on other objects they may be the customer's
+    /// own (`kubesphere.io/managed=true`, kubesphere#6361).
+    #[serde(default)]
+    pub namespace_labels: Vec<String>,
+    /// Annotation keys removed from kept namespaces only.
+    #[serde(default)]
+    pub namespace_annotations: Vec<String>,
     /// Owner references removed from kept objects.
     #[serde(default)]
     pub owner_references: OwnerReferenceRules,
