@@ -76,10 +76,20 @@ impl CrdDef {
             "name": self.storage_version, "served": true, "storage": true, "schema": schema
         }));
         let singular = self.kind.to_ascii_lowercase();
+        // As the real manifests carry them. `*.k8s.io` groups are protected: the API server refuses
+        // such a CRD without the approval annotation.
+        let mut metadata = json!({"name": self.name(), "annotations": {"controller-gen.kubebuilder.io/version": "(unknown)"}});
+        if self.group == "app.k8s.io" {
+            metadata["annotations"] = json!({
+                "api-approved.kubernetes.io": "https://github.com/kubernetes-sigs/application/pull/2",
+                "controller-gen.kubebuilder.io/version": "v0.4.0"
+            });
+            metadata["labels"] = json!({"kubesphere.io/resource-served": "true"});
+        }
         json!({
             "apiVersion": "apiextensions.k8s.io/v1",
             "kind": "CustomResourceDefinition",
-            "metadata": {"name": self.name()},
+            "metadata": metadata,
             "spec": {
                 "group": self.group,
                 "names": {

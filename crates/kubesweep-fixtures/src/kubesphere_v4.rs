@@ -542,8 +542,7 @@ fn project(
             Role::Platform,
             Meta::new()
                 .label("app.kubernetes.io/name", "demo-app")
-                .annotation("kubesphere.io/creator", "admin")
-                .annotation("kubesphere.io/resource-served", "true"),
+                .annotation("kubesphere.io/creator", "admin"),
             json!({"spec": {"selector": {"matchLabels": {"app.kubernetes.io/name": "demo-app"}},
                             "componentKinds": [{"group": "apps", "kind": "Deployment"}]}}),
         );

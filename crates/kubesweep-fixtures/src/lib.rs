@@ -25,6 +25,7 @@ mod plan;
 mod scale;
 mod seed;
 mod snapshot;
+mod teardown;
 
 pub use client::client_from_kubeconfig;
 pub use error::{Error, Result};
@@ -32,3 +33,4 @@ pub use footprint::{Footprint, ObjectKey, Role, SeededObject};
 pub use scale::Scale;
 pub use seed::{Profile, SeedOptions, SeededFootprint, footprint, seed};
 pub use snapshot::{Change, Snapshot, Summary, SummaryRow, canonical, snapshot, summary};
+pub use teardown::teardown;

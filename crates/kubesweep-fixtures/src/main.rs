@@ -49,6 +49,9 @@ enum Command {
     },
     /// Count the footprint's objects found in the cluster.
     Summary,
+    /// Delete everything `seed` created (decoys and user data too) and restore the system
+    /// namespaces: a reset for tests and demos.
+    Teardown,
     /// Print the footprint (what `seed` creates) as JSON, without a cluster.
     Footprint,
 }
@@ -130,6 +133,14 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             "{}",
             kubesweep_fixtures::summary(&client, &footprint).await?
         ),
+        Command::Teardown => {
+            kubesweep_fixtures::teardown(&client, &footprint, &opts).await?;
+            println!(
+                "removed {} objects of profile {}",
+                footprint.objects.len(),
+                footprint.profile
+            );
+        }
         Command::Footprint => unreachable!("handled before connecting"),
     }
     Ok(ExitCode::SUCCESS)

@@ -124,6 +124,7 @@ pub(crate) fn typed<K: Resource<DynamicType = ()>>() -> ApiResource {
 
 impl Plan {
     /// Adds an object of any kind. `body` holds everything except apiVersion, kind and metadata.
+    #[allow(clippy::too_many_arguments)] // Each argument is a distinct part of the object.
     pub fn add(
         &mut self,
         ar: &ApiResource,
@@ -234,9 +235,14 @@ impl Plan {
     pub fn crd(&mut self, crd: &CrdDef, role: Role) {
         let ar = typed::<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition>();
         let mut manifest = crd.manifest();
+        let mut meta = Meta::new();
         let body = match manifest.as_object_mut() {
             Some(m) => {
-                m.remove("metadata");
+                if let Some(metadata) = m.remove("metadata") {
+                    let map = |k: &str| metadata[k].as_object().cloned().unwrap_or_default();
+                    meta.labels = map("labels");
+                    meta.annotations = map("annotations");
+                }
                 Value::Object(std::mem::take(m))
             }
             None => Value::Null,
@@ -252,7 +258,7 @@ impl Plan {
             &crd.name(),
             role,
             manager,
-            Meta::new(),
+            meta,
             body,
             Stage::Crds,
         );

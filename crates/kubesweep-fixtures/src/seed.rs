@@ -93,7 +93,7 @@ pub fn footprint(opts: &SeedOptions) -> Footprint {
     build_plan(opts).footprint(opts.profile.name(), opts.scale)
 }
 
-fn build_plan(opts: &SeedOptions) -> Plan {
+pub(crate) fn build_plan(opts: &SeedOptions) -> Plan {
     match opts.profile {
         Profile::KubesphereV4 => kubesphere_v4::plan(opts.scale),
     }
@@ -225,12 +225,15 @@ struct Seeder {
     client: Client,
     /// UIDs of applied objects by (group, kind, namespace, name): owner references may name an
     /// older version of the owner's group than the one it was written with.
-    uids: Mutex<HashMap<(String, String, Option<String>, String), String>>,
+    uids: Mutex<HashMap<UidKey, String>>,
     requests: Mutex<usize>,
     concurrency: usize,
 }
 
-fn uid_key(key: &ObjectKey) -> (String, String, Option<String>, String) {
+/// (group, kind, namespace, name).
+type UidKey = (String, String, Option<String>, String);
+
+fn uid_key(key: &ObjectKey) -> UidKey {
     (
         key.group().to_string(),
         key.kind.clone(),
