@@ -141,3 +141,84 @@ fn operation_details(op: &Operation) -> String {
         format!("  [{}]", parts.join("; "))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::inventory::{ClusterIdentity, Inventory};
+    use crate::plan::test_support::kubesphere_inventory;
+    use crate::plan::{PlanOptions, plan};
+    use crate::profile::Profile;
+
+    fn ks() -> Profile {
+        Profile::builtin("kubesphere").expect("builtin profile")
+    }
+
+    #[test]
+    fn empty_plan_says_nothing_to_remove() {
+        let inv = Inventory::empty(ClusterIdentity {
+            kube_system_uid: "u1".into(),
+            server: "https://k:6443".into(),
+            context: None,
+        });
+        let text = render_plan(&plan(&ks(), &inv, &PlanOptions::default()), Detail::Details);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines[0],
+            format!(
+                "Plan: profile kubesphere on https://k:6443 (kube-system u1), kubesweep {}",
+                env!("CARGO_PKG_VERSION")
+            )
+        );
+        assert!(lines[1].starts_with("Digest: sha256:"));
+        assert_eq!(
+            lines[3],
+            "Nothing to remove: no object of the profile was found."
+        );
+        assert_eq!(lines.len(), 4);
+    }
+
+    #[test]
+    fn summary_has_phase_counts_findings_and_hazards() {
+        let p = plan(&ks(), &kubesphere_inventory(), &PlanOptions::default());
+        let text = render_plan(&p, Detail::Summary);
+        assert!(
+            text.contains("#   PHASE                                ACTIONS\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("3.  validating webhooks                        3\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("12. stuck namespaces (last resort)             4\n"),
+            "{text}"
+        );
+        assert!(text.contains(&format!("Total: {} actions", p.total_actions())));
+        assert!(text.contains(
+            "  warning: controller kubesphere-system/ks-controller-manager still runs (1/1 ready)"
+        ));
+        assert!(text.contains("  info: shared CRD applications.app.k8s.io kept"));
+        assert!(text.contains("Data hazards (4):\n  namespace extension-whizard is deleted"));
+        // Summary mode lists no individual actions.
+        assert!(!text.contains("why:"));
+        // Warnings come before infos.
+        let first_info = text.find("  info:").unwrap_or(usize::MAX);
+        let last_warning = text.rfind("  warning:").unwrap_or(0);
+        assert!(last_warning < first_info);
+    }
+
+    #[test]
+    fn details_list_every_action_with_reason() {
+        let p = plan(&ks(), &kubesphere_inventory(), &PlanOptions::default());
+        let text = render_plan(&p, Detail::Details);
+        assert_eq!(text.matches("        why: ").count(), p.total_actions());
+        assert!(text.contains(
+            "      strip metadata namespaces/project-a  [labels: kubesphere.io/managed, kubesphere.io/workspace; annotations: kubesphere.io/creator; finalizers: finalizers.kubesphere.io/namespaces; ownerReferences: uid-ws1]\n"
+        ), "{text}");
+        assert!(text.contains(
+            "      strip finalizers, delete users.iam.kubesphere.io/admin  [finalizers: finalizers.kubesphere.io/users; orphan dependents]\n"
+        ), "{text}");
+        assert!(text.contains("      disable conversion webhook customresourcedefinitions.apiextensions.k8s.io/users.iam.kubesphere.io\n"));
+    }
+}

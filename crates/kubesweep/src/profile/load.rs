@@ -91,7 +91,11 @@ impl Profile {
                 origin: origin.to_owned(),
                 line,
                 column,
-                message: first_line(&e.without_snippet().to_string()),
+                message: strip_location(
+                    &first_line(&e.without_snippet().to_string()),
+                    line,
+                    column,
+                ),
             }
         })?;
         profile
@@ -258,6 +262,14 @@ impl Profile {
         }
         Ok(())
     }
+}
+
+/// The parser appends " at line L, column C"; the error already says where.
+fn strip_location(message: &str, line: u64, column: u64) -> String {
+    message
+        .strip_suffix(&format!(" at line {line}, column {column}"))
+        .unwrap_or(message)
+        .to_owned()
 }
 
 fn first_line(message: &str) -> String {

@@ -11,3 +11,6 @@ pub use matching::{
     within_domain,
 };
 pub use model::*;
+
+#[cfg(test)]
+mod tests;
