@@ -39,6 +39,29 @@ pub enum Format {
     Yaml,
 }
 
+/// Where `plan -o` sends the plan: a format on stdout, or a file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PlanOutput {
+    /// Print in this format.
+    Stdout(Format),
+    /// Save as JSON to this file (and print the text summary).
+    File(PathBuf),
+}
+
+impl std::str::FromStr for PlanOutput {
+    type Err = String;
+
+    /// A known format name wins; anything else is taken as a file path, so
+    /// both `-o json` and `-o plan.json` read naturally.
+    fn from_str(value: &str) -> Result<Self, Self::Err> {
+        match Format::from_str(value, true) {
+            Ok(format) => Ok(PlanOutput::Stdout(format)),
+            Err(_) if value.is_empty() => Err("empty output".into()),
+            Err(_) => Ok(PlanOutput::File(PathBuf::from(value))),
+        }
+    }
+}
+
 /// Which footprint to look for.
 #[derive(Debug, Args, Clone)]
 pub struct ProfileArgs {
@@ -50,6 +73,31 @@ pub struct ProfileArgs {
     pub profile_file: Option<PathBuf>,
 }
 
+/// Flags that change what is planned.
+#[derive(Debug, Args, Clone, Default)]
+pub struct PlanFlags {
+    /// Also remove shared CRDs (e.g. applications.app.k8s.io) when no foreign object uses them.
+    #[arg(long)]
+    pub include_shared_crds: bool,
+    /// Never plan the last-resort `/finalize` of a stuck platform namespace.
+    #[arg(long)]
+    pub no_finalize_stuck_namespaces: bool,
+    /// Keep this platform namespace (clean it instead of deleting it). Repeatable.
+    #[arg(long = "keep-namespace", value_name = "NAME")]
+    pub keep_namespaces: Vec<String>,
+}
+
+impl PlanFlags {
+    /// The library's planning options.
+    pub fn options(&self) -> kubesweep::plan::PlanOptions {
+        kubesweep::plan::PlanOptions {
+            include_shared_crds: self.include_shared_crds,
+            finalize_stuck_namespaces: !self.no_finalize_stuck_namespaces,
+            keep_namespaces: self.keep_namespaces.clone(),
+        }
+    }
+}
+
 /// Subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
@@ -59,15 +107,18 @@ pub enum Command {
         cluster: ClusterArgs,
         #[command(flatten)]
         profile: ProfileArgs,
-        /// Output format; `json` is the plan file `apply` accepts.
-        #[arg(short = 'o', long = "output", value_enum, default_value = "text")]
-        output: Format,
+        /// `text`, `json` or `yaml` on stdout; or a file name (e.g. `plan.json`)
+        /// to save the plan there as JSON and print the summary.
+        #[arg(short = 'o', long = "output", value_name = "FORMAT|FILE", default_value = "text")]
+        output: PlanOutput,
         /// Write the plan to this file (JSON) as well.
         #[arg(long = "save", value_name = "FILE")]
         save: Option<PathBuf>,
         /// List every object with its action and reason, not only counts.
         #[arg(long)]
         details: bool,
+        #[command(flatten)]
+        flags: PlanFlags,
     },
     /// Execute a plan: discover and plan now, or run a saved plan file.
     Apply {

@@ -3,6 +3,9 @@
 
 mod args;
 mod exit;
+mod plan_cmd;
+mod profiles_cmd;
+mod session;
 
 use clap::Parser;
 use exit::{CliError, Exit};
@@ -28,6 +31,10 @@ fn main() -> ExitCode {
 
 async fn run(cli: args::Cli) -> Result<Exit, CliError> {
     match cli.command {
+        args::Command::Profiles { action } => profiles_cmd::run(action),
+        args::Command::Plan { cluster, profile, output, save, details, flags } => {
+            plan_cmd::run(&cluster, &profile, &flags, &output, save.as_deref(), details).await
+        }
         other => Err(CliError::new(
             Exit::NotImplemented,
             format!("`{}` is not implemented yet", other.name()),

@@ -12,3 +12,4 @@ pub mod profile;
 pub mod render;
 pub mod resource;
 pub mod retry;
+pub mod staleness;

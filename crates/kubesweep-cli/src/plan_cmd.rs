@@ -1,0 +1,98 @@
+//! `kubesweep plan`: discover the platform's footprint and print (and
+//! optionally save) the removal plan. Read-only.
+
+use std::path::Path;
+
+use crate::args::{ClusterArgs, Format, PlanFlags, PlanOutput, ProfileArgs};
+use crate::exit::{CliError, Exit};
+use crate::session;
+use kubesweep::plan::{Plan, PlanOptions};
+use kubesweep::profile::Profile;
+use kubesweep::render::{Detail, render_plan};
+
+/// Runs `plan`.
+pub async fn run(
+    cluster_args: &ClusterArgs,
+    profile_args: &ProfileArgs,
+    flags: &PlanFlags,
+    output: &PlanOutput,
+    save: Option<&Path>,
+    details: bool,
+) -> Result<Exit, CliError> {
+    let profile = session::load_profile(profile_args)?;
+    let cluster = session::connect(cluster_args).await?;
+    let plan = make_plan(&cluster, &profile, &flags.options()).await?;
+    let (format, file) = match output {
+        PlanOutput::Stdout(format) => (*format, None),
+        PlanOutput::File(path) => (Format::Text, Some(path.as_path())),
+    };
+    for path in save.into_iter().chain(file) {
+        save_plan(&plan, path)?;
+        eprintln!("plan saved to {} (sha256:{})", path.display(), plan.digest());
+    }
+    print_plan(&plan, format, details)?;
+    Ok(Exit::Ok)
+}
+
+/// Discovers and plans on a connected cluster.
+pub async fn make_plan(
+    cluster: &kubesweep::cluster::Cluster,
+    profile: &Profile,
+    options: &PlanOptions,
+) -> Result<Plan, CliError> {
+    let inventory = kubesweep::discover::discover(&cluster.client, profile, &cluster.identity)
+        .await
+        .map_err(|e| CliError::new(Exit::Cluster, session::chain(&e)))?;
+    Ok(kubesweep::plan::plan(profile, &inventory, options))
+}
+
+/// Prints a plan in the chosen format on stdout.
+pub fn print_plan(plan: &Plan, output: Format, details: bool) -> Result<(), CliError> {
+    let text = match output {
+        Format::Text => render_plan(plan, if details { Detail::Details } else { Detail::Summary }),
+        Format::Json => to_json(plan)? + "\n",
+        Format::Yaml => serde_saphyr::to_string(plan)
+            .map_err(|e| CliError::new(Exit::Internal, format!("failed to render the plan: {e}")))?,
+    };
+    print!("{text}");
+    Ok(())
+}
+
+fn to_json(plan: &Plan) -> Result<String, CliError> {
+    serde_json::to_string_pretty(plan)
+        .map_err(|e| CliError::new(Exit::Internal, format!("failed to serialise the plan: {e}")))
+}
+
+/// Writes the plan as JSON: to a temporary file next to the target, then
+/// renamed, so an interrupted write never leaves half a plan behind.
+pub fn save_plan(plan: &Plan, path: &Path) -> Result<(), CliError> {
+    let json = to_json(plan)?;
+    let tmp = path.with_extension("json.tmp");
+    std::fs::write(&tmp, json + "\n")
+        .and_then(|()| std::fs::rename(&tmp, path))
+        .map_err(|e| CliError::new(Exit::BadInput, format!("failed to write plan {}: {e}", path.display())))
+}
+
+/// Reads a plan file, refusing anything that is not a plan of this schema.
+pub fn load_plan(path: &Path) -> Result<Plan, CliError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| CliError::new(Exit::BadInput, format!("failed to read plan {}: {e}", path.display())))?;
+    let plan: Plan = serde_json::from_str(&text).map_err(|e| {
+        CliError::new(
+            Exit::BadInput,
+            format!("invalid plan {}:{}:{}: {e}", path.display(), e.line(), e.column()),
+        )
+    })?;
+    if plan.schema_version != kubesweep::plan::PLAN_SCHEMA_VERSION {
+        return Err(CliError::new(
+            Exit::BadInput,
+            format!(
+                "plan {} has schema version {}, this kubesweep reads version {}",
+                path.display(),
+                plan.schema_version,
+                kubesweep::plan::PLAN_SCHEMA_VERSION
+            ),
+        ));
+    }
+    Ok(plan)
+}
