@@ -93,8 +93,24 @@ impl<'a> Planner<'a> {
             mut hazards,
             ..
         } = self;
+        // Discovery may report an object both as a kept object (it carries
+        // platform metadata) and in its own role (a proven RBAC object, a
+        // shared-CRD instance): an object that is deleted is not also patched,
+        // which would only change the resourceVersion the delete is bound to.
+        let deleted: HashSet<String> = phases
+            .values()
+            .flatten()
+            .filter(|a| a.operation.deletes())
+            .map(|a| a.target.uid.clone())
+            .collect();
         let phases: Vec<Phase> = phases
             .into_iter()
+            .map(|(id, mut actions)| {
+                if id == PhaseId::KeptObjects {
+                    actions.retain(|a| !deleted.contains(&a.target.uid));
+                }
+                (id, actions)
+            })
             .map(|(id, mut actions)| {
                 actions.sort_by(|a, b| a.target.cmp(&b.target));
                 actions.dedup_by(|a, b| a.target == b.target && a.operation == b.operation);

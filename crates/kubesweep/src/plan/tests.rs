@@ -665,3 +665,43 @@ fn values_at_path_walks_maps_and_lists() {
     assert_eq!(planner::values_at_path(&v, "status.l.*.t"), vec!["d"]);
     assert!(planner::values_at_path(&v, "status.missing").is_empty());
 }
+
+#[test]
+fn object_deleted_elsewhere_is_not_also_stripped() {
+    let mut inv = kubesphere_inventory();
+    // Discovery's metadata scan also reports the proven Role and the
+    // platform Application, because they carry platform metadata.
+    let role = inv
+        .roles
+        .iter()
+        .find(|r| r.metadata.name.as_deref() == Some("project-viewer"))
+        .cloned()
+        .map(|mut r| {
+            r.metadata.annotations =
+                Some([("kubesphere.io/creator".to_owned(), "admin".to_owned())].into());
+            r
+        });
+    let app = inv
+        .crds
+        .iter()
+        .flat_map(|c| &c.instances)
+        .find(|i| i.metadata.name.as_deref() == Some("ks-app"))
+        .cloned();
+    inv.kept_objects.push(crate::inventory::ObservedList {
+        resource: rt("rbac.authorization.k8s.io", "v1", "Role", "roles", true),
+        objects: role.into_iter().collect(),
+    });
+    inv.kept_objects.push(crate::inventory::ObservedList {
+        resource: rt("app.k8s.io", "v1beta1", "Application", "applications", true),
+        objects: app.into_iter().collect(),
+    });
+    let p = plan(&ks(), &inv, &PlanOptions::default());
+    assert_eq!(
+        phase_of(&p, "Role", "project-viewer"),
+        vec![PhaseId::ClusterLeftovers]
+    );
+    assert_eq!(
+        phase_of(&p, "Application", "ks-app"),
+        vec![PhaseId::CustomResources]
+    );
+}
