@@ -6,6 +6,7 @@
 
 pub mod cluster;
 pub mod discover;
+pub mod execute;
 pub mod inventory;
 pub mod plan;
 pub mod profile;
@@ -13,3 +14,4 @@ pub mod render;
 pub mod resource;
 pub mod retry;
 pub mod staleness;
+pub mod verify;

@@ -1,0 +1,14 @@
+//! Execution: runs a [`crate::plan::Plan`] against the cluster. `run` drives
+//! phases, concurrency and waits; `ops` holds the UID-bound mutations;
+//! `report` the outcomes and the progress trait.
+
+mod ops;
+mod report;
+mod run;
+
+pub use ops::{Removal, finalize_blocker, removal_patch};
+pub use report::{
+    ActionReport, ExecutionReport, NoProgress, Outcome, OutcomeCounts, PhaseReport, Progress,
+    Remaining, Stopped, WaitReport,
+};
+pub use run::{ExecuteError, ExecuteOptions, execute, run_single, wait_for_deletion};

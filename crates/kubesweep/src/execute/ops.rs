@@ -1,0 +1,601 @@
+//! The individual mutations, each bound to the planned UID: delete with a UID
+//! precondition, metadata removal by JSON patch (test on `resourceVersion`,
+//! removal by value, re-read and recompute on conflict), disabling a CRD's
+//! conversion webhook, and the guarded namespace `/finalize`.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use kube::Client;
+use kube::api::{
+    Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams, Preconditions,
+    PropagationPolicy,
+};
+use serde_json::{Value, json};
+
+use super::report::Outcome;
+use crate::discover::{dynamic_api, error_message};
+use crate::plan::{Action, Operation, Propagation};
+use crate::profile::ALWAYS_PROTECTED_NAMESPACES;
+use crate::resource::ObjectRef;
+use crate::retry::{self, RetryPolicy};
+
+/// How often a metadata patch is recomputed after a concurrent change before giving up.
+const MAX_PATCH_ROUNDS: u32 = 6;
+
+/// What the executor needs for every action.
+pub(crate) struct Ctx<'a> {
+    pub client: &'a Client,
+    pub retry: &'a RetryPolicy,
+    /// The plan's flag for the last-resort namespace finalize.
+    pub allow_finalize: bool,
+}
+
+/// Metadata entries to remove, by value.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Removal {
+    /// Label keys.
+    pub labels: Vec<String>,
+    /// Annotation keys.
+    pub annotations: Vec<String>,
+    /// `metadata.finalizers` values.
+    pub finalizers: Vec<String>,
+    /// `metadata.ownerReferences[].uid` values.
+    pub owner_reference_uids: Vec<String>,
+}
+
+/// Runs one action and reports its outcome; never panics, never returns an error.
+pub(crate) async fn run_action(ctx: &Ctx<'_>, action: &Action) -> Outcome {
+    let target = &action.target;
+    if let Some(reason) = refuse_protected(target, &action.operation) {
+        tracing::warn!(%target, reason, "refused");
+        return Outcome::Skipped { reason };
+    }
+    let api = dynamic_api(ctx.client, &target.resource, target.namespace.as_deref());
+    match &action.operation {
+        Operation::Delete { propagation } => delete_bound(ctx, &api, target, *propagation).await,
+        Operation::StripMetadata {
+            labels,
+            annotations,
+            finalizers,
+            owner_reference_uids,
+        } => {
+            let removal = Removal {
+                labels: labels.clone(),
+                annotations: annotations.clone(),
+                finalizers: finalizers.clone(),
+                owner_reference_uids: owner_reference_uids.clone(),
+            };
+            strip_metadata(ctx, &api, target, &removal).await
+        }
+        Operation::StripFinalizersThenDelete {
+            finalizers,
+            propagation,
+        } => strip_finalizers_then_delete(ctx, &api, target, finalizers, *propagation).await,
+        Operation::DisableConversionWebhook => disable_conversion(ctx, &api, target).await,
+        Operation::FinalizeNamespaceIfStuck => finalize_namespace(ctx, target).await,
+    }
+}
+
+/// Defence in depth: whatever the plan says, the well-known system namespaces
+/// are never deleted or finalized (only their metadata may be cleaned).
+pub(crate) fn refuse_protected(target: &ObjectRef, operation: &Operation) -> Option<String> {
+    let is_namespace = target.resource.group.is_empty() && target.resource.plural == "namespaces";
+    let destructive = matches!(
+        operation,
+        Operation::Delete { .. }
+            | Operation::StripFinalizersThenDelete { .. }
+            | Operation::FinalizeNamespaceIfStuck
+    );
+    (is_namespace && destructive && ALWAYS_PROTECTED_NAMESPACES.contains(&target.name.as_str()))
+        .then(|| {
+            format!(
+                "namespace {} is protected: never deleted or finalized",
+                target.name
+            )
+        })
+}
+
+fn propagation_policy(p: Propagation) -> PropagationPolicy {
+    match p {
+        Propagation::Orphan => PropagationPolicy::Orphan,
+        Propagation::Background => PropagationPolicy::Background,
+    }
+}
+
+async fn get_opt(
+    ctx: &Ctx<'_>,
+    api: &Api<DynamicObject>,
+    target: &ObjectRef,
+) -> Result<Option<DynamicObject>, kube::Error> {
+    let what = format!("get {target}");
+    retry::with_retry(ctx.retry, &what, || api.get_opt(&target.name)).await
+}
+
+/// Compares the live object's UID with the planned one.
+fn stale(object: &DynamicObject, target: &ObjectRef) -> Option<Outcome> {
+    let found = object.metadata.uid.clone().unwrap_or_default();
+    (found != target.uid).then_some(Outcome::SkippedStale { found_uid: found })
+}
+
+/// DELETE bound to the planned UID. A 409 means the precondition failed; we
+/// re-read to tell a re-created object (stale: untouched) from a vanished one.
+pub(crate) async fn delete_bound(
+    ctx: &Ctx<'_>,
+    api: &Api<DynamicObject>,
+    target: &ObjectRef,
+    propagation: Propagation,
+) -> Outcome {
+    let params = DeleteParams {
+        propagation_policy: Some(propagation_policy(propagation)),
+        preconditions: Some(Preconditions {
+            uid: Some(target.uid.clone()),
+            resource_version: None,
+        }),
+        ..DeleteParams::default()
+    };
+    let what = format!("delete {target}");
+    match retry::with_retry(ctx.retry, &what, || api.delete(&target.name, &params)).await {
+        Ok(_) => Outcome::Done { detail: None },
+        Err(err) if retry::is_not_found(&err) => Outcome::AlreadyGone,
+        Err(err) if retry::is_conflict(&err) => match get_opt(ctx, api, target).await {
+            Ok(None) => Outcome::AlreadyGone,
+            Ok(Some(object)) => stale(&object, target).unwrap_or_else(|| Outcome::Failed {
+                message: error_message(&err),
+            }),
+            Err(read) => Outcome::Failed {
+                message: format!(
+                    "{}; re-read failed: {}",
+                    error_message(&err),
+                    error_message(&read)
+                ),
+            },
+        },
+        Err(err) => Outcome::Failed {
+            message: error_message(&err),
+        },
+    }
+}
+
+/// Removes exactly the requested metadata entries. Reads the object, checks
+/// the UID, computes a JSON patch that tests `uid` and `resourceVersion` and
+/// removes entries by the index they have *in the object as read*; if anyone
+/// changed the object meanwhile the tests fail (409/422) and we start over
+/// from a fresh read, so only the planned entries are ever removed.
+pub(crate) async fn strip_metadata(
+    ctx: &Ctx<'_>,
+    api: &Api<DynamicObject>,
+    target: &ObjectRef,
+    removal: &Removal,
+) -> Outcome {
+    let mut last_error = String::new();
+    for round in 0..MAX_PATCH_ROUNDS {
+        if round > 0 {
+            tokio::time::sleep(ctx.retry.backoff(round - 1)).await;
+        }
+        let object = match get_opt(ctx, api, target).await {
+            Ok(None) => return Outcome::AlreadyGone,
+            Ok(Some(object)) => object,
+            Err(err) => {
+                return Outcome::Failed {
+                    message: error_message(&err),
+                };
+            }
+        };
+        if let Some(outcome) = stale(&object, target) {
+            return outcome;
+        }
+        let Some(ops) = removal_patch(&object, removal) else {
+            return Outcome::Done {
+                detail: Some("nothing left to remove".into()),
+            };
+        };
+        let patch: Patch<()> = match serde_json::from_value(Value::Array(ops)) {
+            Ok(patch) => Patch::Json(patch),
+            Err(err) => {
+                return Outcome::Failed {
+                    message: format!("internal: bad patch: {err}"),
+                };
+            }
+        };
+        let what = format!("patch {target}");
+        let params = PatchParams::default();
+        match retry::with_retry(ctx.retry, &what, || {
+            api.patch(&target.name, &params, &patch)
+        })
+        .await
+        {
+            Ok(_) => return Outcome::Done { detail: None },
+            Err(err) if retry::is_not_found(&err) => return Outcome::AlreadyGone,
+            // 409: write conflict; 422: a `test` failed (resourceVersion moved).
+            Err(err) if matches!(retry::status_code(&err), Some(409 | 422)) => {
+                tracing::debug!(%target, round, error = %err, "object changed since read; recomputing the patch");
+                last_error = error_message(&err);
+            }
+            Err(err) => {
+                return Outcome::Failed {
+                    message: error_message(&err),
+                };
+            }
+        }
+    }
+    Outcome::Failed {
+        message: format!("object kept changing; last error: {last_error}"),
+    }
+}
+
+/// JSON pointer escaping of one path segment (RFC 6901).
+fn escape(segment: &str) -> String {
+    segment.replace('~', "~0").replace('/', "~1")
+}
+
+/// The JSON patch removing `removal` from `object`, or `None` when nothing
+/// requested is present. Guards: tests on `uid` and `resourceVersion`, plus a
+/// test of each list entry's value right before its removal. List entries are
+/// removed from the highest index down so earlier indices stay valid.
+pub fn removal_patch(object: &DynamicObject, removal: &Removal) -> Option<Vec<Value>> {
+    let meta = &object.metadata;
+    let mut ops = Vec::new();
+    for key in &removal.labels {
+        if meta.labels.as_ref().is_some_and(|m| m.contains_key(key)) {
+            ops.push(json!({"op": "remove", "path": format!("/metadata/labels/{}", escape(key))}));
+        }
+    }
+    for key in &removal.annotations {
+        if meta
+            .annotations
+            .as_ref()
+            .is_some_and(|m| m.contains_key(key))
+        {
+            ops.push(
+                json!({"op": "remove", "path": format!("/metadata/annotations/{}", escape(key))}),
+            );
+        }
+    }
+    let wanted: BTreeSet<&str> = removal.finalizers.iter().map(String::as_str).collect();
+    let finalizers = meta.finalizers.as_deref().unwrap_or_default();
+    for (i, f) in finalizers.iter().enumerate().rev() {
+        if wanted.contains(f.as_str()) {
+            let path = format!("/metadata/finalizers/{i}");
+            ops.push(json!({"op": "test", "path": path, "value": f}));
+            ops.push(json!({"op": "remove", "path": path}));
+        }
+    }
+    let wanted: BTreeSet<&str> = removal
+        .owner_reference_uids
+        .iter()
+        .map(String::as_str)
+        .collect();
+    let owners = meta.owner_references.as_deref().unwrap_or_default();
+    for (i, o) in owners.iter().enumerate().rev() {
+        if wanted.contains(o.uid.as_str()) {
+            let path = format!("/metadata/ownerReferences/{i}");
+            ops.push(json!({"op": "test", "path": format!("{path}/uid"), "value": o.uid}));
+            ops.push(json!({"op": "remove", "path": path}));
+        }
+    }
+    if ops.is_empty() {
+        return None;
+    }
+    let mut guarded = vec![
+        json!({"op": "test", "path": "/metadata/uid", "value": meta.uid.clone().unwrap_or_default()}),
+        json!({"op": "test", "path": "/metadata/resourceVersion", "value": meta.resource_version.clone().unwrap_or_default()}),
+    ];
+    guarded.extend(ops);
+    Some(guarded)
+}
+
+/// Deletes first, then strips the platform's finalizers. The order matters:
+/// once an object carries a deletionTimestamp the API server refuses any new
+/// finalizer, so a controller that still runs cannot put its finalizer back
+/// between our strip and our delete. The delete is bound to the UID; the strip
+/// re-checks it.
+async fn strip_finalizers_then_delete(
+    ctx: &Ctx<'_>,
+    api: &Api<DynamicObject>,
+    target: &ObjectRef,
+    finalizers: &[String],
+    propagation: Propagation,
+) -> Outcome {
+    match delete_bound(ctx, api, target, propagation).await {
+        Outcome::Done { .. } => {}
+        other => return other,
+    }
+    if finalizers.is_empty() {
+        return Outcome::Done { detail: None };
+    }
+    let removal = Removal {
+        finalizers: finalizers.to_vec(),
+        ..Removal::default()
+    };
+    match strip_metadata(ctx, api, target, &removal).await {
+        // Gone right after the delete (no other finalizer): that is success.
+        Outcome::AlreadyGone | Outcome::Done { .. } => Outcome::Done { detail: None },
+        Outcome::Failed { message } => Outcome::Failed {
+            message: format!("deleted, but stripping finalizers failed: {message}"),
+        },
+        other => other,
+    }
+}
+
+/// Sets a CRD's `spec.conversion` to `{strategy: None}`, bound to its UID.
+async fn disable_conversion(
+    ctx: &Ctx<'_>,
+    api: &Api<DynamicObject>,
+    target: &ObjectRef,
+) -> Outcome {
+    let object = match get_opt(ctx, api, target).await {
+        Ok(None) => return Outcome::AlreadyGone,
+        Ok(Some(object)) => object,
+        Err(err) => {
+            return Outcome::Failed {
+                message: error_message(&err),
+            };
+        }
+    };
+    if let Some(outcome) = stale(&object, target) {
+        return outcome;
+    }
+    if object
+        .data
+        .pointer("/spec/conversion/strategy")
+        .and_then(Value::as_str)
+        != Some("Webhook")
+    {
+        return Outcome::Done {
+            detail: Some("conversion already not a webhook".into()),
+        };
+    }
+    let patch: Patch<()> = match serde_json::from_value(json!([
+        {"op": "test", "path": "/metadata/uid", "value": target.uid},
+        {"op": "add", "path": "/spec/conversion", "value": {"strategy": "None"}},
+    ])) {
+        Ok(p) => Patch::Json(p),
+        Err(err) => {
+            return Outcome::Failed {
+                message: format!("internal: bad patch: {err}"),
+            };
+        }
+    };
+    let what = format!("disable conversion of {target}");
+    let params = PatchParams::default();
+    match retry::with_retry(ctx.retry, &what, || {
+        api.patch(&target.name, &params, &patch)
+    })
+    .await
+    {
+        Ok(_) => Outcome::Done { detail: None },
+        Err(err) if retry::is_not_found(&err) => Outcome::AlreadyGone,
+        Err(err) if retry::status_code(&err) == Some(422) => {
+            match get_opt(ctx, api, target).await {
+                Ok(None) => Outcome::AlreadyGone,
+                Ok(Some(o)) => stale(&o, target).unwrap_or(Outcome::Failed {
+                    message: error_message(&err),
+                }),
+                Err(_) => Outcome::Failed {
+                    message: error_message(&err),
+                },
+            }
+        }
+        Err(err) => Outcome::Failed {
+            message: error_message(&err),
+        },
+    }
+}
+
+/// The last resort for a platform namespace stuck Terminating. Acts only when
+/// the plan allows it, the namespace is the planned one, is already being
+/// deleted, and its conditions say no content or content finalizers are left
+/// (or discovery failure is the only obstacle). Then it removes only the
+/// `kubernetes` entry from `spec.finalizers` through `/finalize`, sending the
+/// object as read so labels, annotations and other finalizers are kept and a
+/// concurrent change is detected by its resourceVersion.
+async fn finalize_namespace(ctx: &Ctx<'_>, target: &ObjectRef) -> Outcome {
+    if !ctx.allow_finalize {
+        return Outcome::Skipped {
+            reason: "the plan does not allow finalizing stuck namespaces".into(),
+        };
+    }
+    let api: Api<DynamicObject> = dynamic_api(ctx.client, &target.resource, None);
+    for _ in 0..MAX_PATCH_ROUNDS {
+        let mut object = match get_opt(ctx, &api, target).await {
+            Ok(None) => return Outcome::AlreadyGone,
+            Ok(Some(object)) => object,
+            Err(err) => {
+                return Outcome::Failed {
+                    message: error_message(&err),
+                };
+            }
+        };
+        if let Some(outcome) = stale(&object, target) {
+            return outcome;
+        }
+        if object.metadata.deletion_timestamp.is_none() {
+            return Outcome::Skipped {
+                reason: "namespace is not terminating".into(),
+            };
+        }
+        if let Some(reason) = finalize_blocker(&object) {
+            return Outcome::Skipped { reason };
+        }
+        let Some(finalizers) = object
+            .data
+            .pointer_mut("/spec/finalizers")
+            .and_then(Value::as_array_mut)
+        else {
+            return Outcome::Done {
+                detail: Some("no spec finalizer left".into()),
+            };
+        };
+        let before = finalizers.len();
+        finalizers.retain(|f| f.as_str() != Some("kubernetes"));
+        if finalizers.len() == before {
+            return Outcome::Done {
+                detail: Some("no `kubernetes` finalizer left".into()),
+            };
+        }
+        let what = format!("finalize {target}");
+        let params = PostParams::default();
+        match retry::with_retry(ctx.retry, &what, || {
+            api.replace_subresource("finalize", &target.name, &params, &object)
+        })
+        .await
+        {
+            Ok(_) => {
+                return Outcome::Done {
+                    detail: Some("removed spec finalizer `kubernetes`".into()),
+                };
+            }
+            Err(err) if retry::is_not_found(&err) => return Outcome::AlreadyGone,
+            Err(err) if retry::is_conflict(&err) => {
+                tokio::time::sleep(Duration::from_millis(200)).await
+            }
+            Err(err) => {
+                return Outcome::Failed {
+                    message: error_message(&err),
+                };
+            }
+        }
+    }
+    Outcome::Failed {
+        message: "namespace kept changing".into(),
+    }
+}
+
+/// Why a terminating namespace must not be finalized, from its conditions.
+pub fn finalize_blocker(namespace: &DynamicObject) -> Option<String> {
+    let conditions = namespace
+        .data
+        .pointer("/status/conditions")
+        .and_then(Value::as_array)?;
+    let blocking: Vec<String> = conditions
+        .iter()
+        .filter(|c| c.get("status").and_then(Value::as_str) == Some("True"))
+        .filter_map(|c| {
+            let kind = c.get("type").and_then(Value::as_str)?;
+            matches!(
+                kind,
+                "NamespaceContentRemaining" | "NamespaceFinalizersRemaining"
+            )
+            .then(|| {
+                format!(
+                    "{kind}: {}",
+                    c.get("message").and_then(Value::as_str).unwrap_or_default()
+                )
+            })
+        })
+        .collect();
+    (!blocking.is_empty()).then(|| {
+        format!(
+            "content remains, finalizing would orphan it ({})",
+            blocking.join("; ")
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+
+    fn object() -> DynamicObject {
+        let mut o: DynamicObject = serde_json::from_value(json!({
+            "apiVersion": "v1", "kind": "Namespace",
+            "metadata": {"name": "n", "uid": "u1", "resourceVersion": "7",
+                "labels": {"kubesphere.io/workspace": "ws", "team": "a"},
+                "annotations": {"kubesphere.io/creator": "admin", "x/y": "z"},
+                "finalizers": ["foreign.io/keep", "kubesphere.io/cascading-deletion", "other"]}
+        }))
+        .expect("valid object");
+        o.metadata.owner_references = Some(vec![
+            OwnerReference {
+                api_version: "tenant.kubesphere.io/v1alpha1".into(),
+                kind: "Workspace".into(),
+                name: "ws".into(),
+                uid: "ws-uid".into(),
+                ..Default::default()
+            },
+            OwnerReference {
+                api_version: "apps/v1".into(),
+                kind: "Deployment".into(),
+                name: "d".into(),
+                uid: "d-uid".into(),
+                ..Default::default()
+            },
+        ]);
+        o
+    }
+
+    #[test]
+    fn patch_removes_only_requested_entries_by_value() {
+        let removal = Removal {
+            labels: vec!["kubesphere.io/workspace".into(), "absent".into()],
+            annotations: vec!["kubesphere.io/creator".into()],
+            finalizers: vec!["kubesphere.io/cascading-deletion".into()],
+            owner_reference_uids: vec!["ws-uid".into()],
+        };
+        let ops = removal_patch(&object(), &removal).expect("something to remove");
+        let patch: json_patch::Patch =
+            serde_json::from_value(Value::Array(ops)).expect("valid patch");
+        let mut doc = serde_json::to_value(object()).expect("serialise");
+        json_patch::patch(&mut doc, &patch).expect("applies");
+        let meta = &doc["metadata"];
+        assert_eq!(meta["labels"], json!({"team": "a"}));
+        assert_eq!(meta["annotations"], json!({"x/y": "z"}));
+        assert_eq!(meta["finalizers"], json!(["foreign.io/keep", "other"]));
+        assert_eq!(meta["ownerReferences"].as_array().map(Vec::len), Some(1));
+        assert_eq!(meta["ownerReferences"][0]["uid"], "d-uid");
+    }
+
+    #[test]
+    fn patch_fails_when_resource_version_moved() {
+        let removal = Removal {
+            finalizers: vec!["other".into()],
+            ..Removal::default()
+        };
+        let ops = removal_patch(&object(), &removal).expect("something to remove");
+        let patch: json_patch::Patch =
+            serde_json::from_value(Value::Array(ops)).expect("valid patch");
+        let mut moved = object();
+        moved.metadata.resource_version = Some("8".into());
+        let mut doc = serde_json::to_value(moved).expect("serialise");
+        assert!(json_patch::patch(&mut doc, &patch).is_err());
+    }
+
+    #[test]
+    fn nothing_to_remove_is_none() {
+        let removal = Removal {
+            labels: vec!["absent".into()],
+            ..Removal::default()
+        };
+        assert!(removal_patch(&object(), &removal).is_none());
+    }
+
+    #[test]
+    fn system_namespaces_are_refused() {
+        let target = ObjectRef {
+            resource: crate::inventory::types::namespace(),
+            namespace: None,
+            name: "kube-system".into(),
+            uid: "u".into(),
+            resource_version: "1".into(),
+        };
+        assert!(refuse_protected(&target, &Operation::FinalizeNamespaceIfStuck).is_some());
+        assert!(
+            refuse_protected(
+                &target,
+                &Operation::Delete {
+                    propagation: Propagation::Background
+                }
+            )
+            .is_some()
+        );
+        let strip = Operation::StripMetadata {
+            labels: vec![],
+            annotations: vec![],
+            finalizers: vec![],
+            owner_reference_uids: vec![],
+        };
+        assert!(refuse_protected(&target, &strip).is_none());
+    }
+}

@@ -1,0 +1,355 @@
+//! Running a plan: refuses a plan made for another cluster, runs phases in
+//! order and the actions of a phase concurrently (bounded), waits (bounded)
+//! for the deletions the next phase depends on, and stops early when a phase
+//! failed in a way that makes the next ones unsafe.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Namespace;
+use kube::Client;
+use kube::api::{Api, ListParams};
+use tokio::time::Instant;
+
+use super::ops::{self, Ctx};
+use super::report::*;
+use crate::discover::{PAGE_SIZE, dynamic_api, error_message};
+use crate::plan::{Action, Phase, PhaseId, Plan};
+use crate::resource::{ObjectRef, ResourceType};
+use crate::retry::{self, RetryPolicy};
+
+/// Above this many pending objects of one type, a wait round LISTs the type
+/// instead of GETting each object.
+const LIST_THRESHOLD: usize = 20;
+
+/// Tuning of a run.
+#[derive(Clone, Debug)]
+pub struct ExecuteOptions {
+    /// Requests in flight at most within a phase.
+    pub max_in_flight: usize,
+    /// Budget of each wait for deletions.
+    pub wait_timeout: Duration,
+    /// Longest pause between two checks during a wait (checks start faster).
+    pub poll_interval: Duration,
+    /// Retry policy of every request.
+    pub retry: RetryPolicy,
+    /// Run the following phases even after a phase had failures. Failures in
+    /// [`PhaseId::KeptObjects`] always stop the run: deleting owners (Workspaces,
+    /// CRDs) while a kept namespace still carries their owner reference lets the
+    /// garbage collector delete the user's namespace.
+    pub keep_going: bool,
+}
+
+impl Default for ExecuteOptions {
+    fn default() -> Self {
+        Self {
+            max_in_flight: 32,
+            wait_timeout: Duration::from_secs(180),
+            poll_interval: Duration::from_secs(2),
+            retry: RetryPolicy::standard(),
+            keep_going: false,
+        }
+    }
+}
+
+/// Errors that prevent running a plan at all.
+#[derive(Debug, thiserror::Error)]
+pub enum ExecuteError {
+    /// The plan was made for another cluster.
+    #[error(
+        "the plan was made for cluster {planned} (kube-system UID), but this cluster is {actual}"
+    )]
+    WrongCluster {
+        /// UID in the plan.
+        planned: String,
+        /// UID of this cluster.
+        actual: String,
+    },
+    /// The cluster identity could not be read.
+    #[error("failed to read the cluster identity")]
+    Identity(#[source] kube::Error),
+}
+
+/// Runs `plan` against the cluster behind `client`.
+pub async fn execute(
+    client: &Client,
+    plan: &Plan,
+    options: &ExecuteOptions,
+    progress: &dyn Progress,
+) -> Result<ExecutionReport, ExecuteError> {
+    let started = Instant::now();
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let kube_system = retry::with_retry(&options.retry, "get namespace kube-system", || {
+        namespaces.get("kube-system")
+    })
+    .await
+    .map_err(ExecuteError::Identity)?;
+    let actual = kube_system.metadata.uid.unwrap_or_default();
+    if actual != plan.cluster.kube_system_uid {
+        return Err(ExecuteError::WrongCluster {
+            planned: plan.cluster.kube_system_uid.clone(),
+            actual,
+        });
+    }
+
+    let ctx = Ctx {
+        client,
+        retry: &options.retry,
+        allow_finalize: plan.options.finalize_stuck_namespaces,
+    };
+    let mut report = ExecutionReport {
+        cluster: plan.cluster.clone(),
+        plan_digest: plan.digest(),
+        phases: Vec::new(),
+        stopped: None,
+        counts: OutcomeCounts::default(),
+        duration_ms: 0,
+    };
+    let mut phases: Vec<&Phase> = plan.phases.iter().collect();
+    // Phase order is the executor's contract, whatever order the file lists.
+    phases.sort_by_key(|p| p.id);
+    for phase in phases {
+        if phase.actions.is_empty() {
+            continue;
+        }
+        let phase_report = run_phase(&ctx, phase, options, progress).await;
+        for action in &phase_report.actions {
+            report.counts.add(&action.outcome);
+        }
+        let failed = phase_report.actions.iter().any(|a| a.outcome.is_failure());
+        progress.phase_finished(&phase_report);
+        report.phases.push(phase_report);
+        if failed && (phase.id == PhaseId::KeptObjects || !options.keep_going) {
+            let reason = if phase.id == PhaseId::KeptObjects {
+                "platform metadata could not be removed from kept objects; deleting their owners now could let the garbage collector delete user data".to_string()
+            } else {
+                "actions failed; later phases depend on this one (use keep-going to run them anyway)".to_string()
+            };
+            tracing::error!(phase = %phase.id, reason, "stopping");
+            report.stopped = Some(Stopped {
+                after: phase.id,
+                reason,
+            });
+            break;
+        }
+    }
+    report.duration_ms = millis(started.elapsed());
+    Ok(report)
+}
+
+async fn run_phase(
+    ctx: &Ctx<'_>,
+    phase: &Phase,
+    options: &ExecuteOptions,
+    progress: &dyn Progress,
+) -> PhaseReport {
+    let started = Instant::now();
+    progress.phase_started(phase.id, phase.actions.len());
+    tracing::info!(phase = %phase.id, actions = phase.actions.len(), "phase started");
+    let mut results: Vec<(usize, ActionReport)> = futures::stream::iter(phase.actions.iter().enumerate())
+        .map(|(i, action)| async move {
+            let t = Instant::now();
+            let outcome = ops::run_action(ctx, action).await;
+            let report = ActionReport {
+                target: action.target.clone(),
+                operation: action.operation.verb().to_string(),
+                outcome,
+                duration_ms: millis(t.elapsed()),
+            };
+            tracing::debug!(target = %report.target, outcome = report.outcome.name(), "action finished");
+            progress.action_finished(phase.id, &report);
+            (i, report)
+        })
+        .buffer_unordered(options.max_in_flight.max(1))
+        .collect()
+        .await;
+    results.sort_by_key(|(i, _)| *i);
+    let actions: Vec<ActionReport> = results.into_iter().map(|(_, r)| r).collect();
+
+    let wait = if phase.id.waits_for_deletion() {
+        let pending: Vec<ObjectRef> = phase
+            .actions
+            .iter()
+            .zip(&actions)
+            .filter(|(a, r)| a.operation.deletes() && matches!(r.outcome, Outcome::Done { .. }))
+            .map(|(a, _)| a.target.clone())
+            .collect();
+        Some(wait_gone(ctx, phase.id, pending, options, progress).await)
+    } else {
+        None
+    };
+    PhaseReport {
+        id: phase.id,
+        actions,
+        wait,
+        duration_ms: millis(started.elapsed()),
+    }
+}
+
+/// Waits until every object in `pending` is gone (404, or its name now holds
+/// another UID), polling with growing pauses up to the budget. On timeout the
+/// remaining objects are read once more in full to say why they stay.
+pub(crate) async fn wait_gone(
+    ctx: &Ctx<'_>,
+    phase: PhaseId,
+    mut pending: Vec<ObjectRef>,
+    options: &ExecuteOptions,
+    progress: &dyn Progress,
+) -> WaitReport {
+    let started = Instant::now();
+    let mut pause = Duration::from_millis(250);
+    loop {
+        if pending.is_empty() {
+            return WaitReport {
+                waited_ms: millis(started.elapsed()),
+                timed_out: false,
+                remaining: Vec::new(),
+            };
+        }
+        pending = still_present(ctx, pending, options.max_in_flight).await;
+        progress.waiting(phase, pending.len(), started.elapsed());
+        if pending.is_empty() {
+            continue;
+        }
+        if started.elapsed() >= options.wait_timeout {
+            break;
+        }
+        tokio::time::sleep(pause.min(options.wait_timeout.saturating_sub(started.elapsed()))).await;
+        pause = (pause * 2).min(options.poll_interval);
+    }
+    let remaining = explain_remaining(ctx, &pending, options.max_in_flight).await;
+    tracing::warn!(phase = %phase, remaining = remaining.len(), "deletions still pending after the wait budget");
+    WaitReport {
+        waited_ms: millis(started.elapsed()),
+        timed_out: true,
+        remaining,
+    }
+}
+
+/// The subset of `pending` that still exists with the planned UID.
+async fn still_present(
+    ctx: &Ctx<'_>,
+    pending: Vec<ObjectRef>,
+    concurrency: usize,
+) -> Vec<ObjectRef> {
+    let mut by_type: BTreeMap<ResourceType, Vec<ObjectRef>> = BTreeMap::new();
+    for target in pending {
+        by_type
+            .entry(target.resource.clone())
+            .or_default()
+            .push(target);
+    }
+    let mut present = Vec::new();
+    for (rt, targets) in by_type {
+        if targets.len() > LIST_THRESHOLD {
+            match present_uids(ctx.client, &rt).await {
+                Ok(uids) => {
+                    present.extend(targets.into_iter().filter(|t| uids.contains_key(&t.uid)))
+                }
+                // Cannot tell: keep waiting for all of them.
+                Err(err) => {
+                    tracing::debug!(%rt, error = %err, "wait list failed");
+                    present.extend(targets);
+                }
+            }
+            continue;
+        }
+        let checked: Vec<Option<ObjectRef>> = futures::stream::iter(targets)
+            .map(|t| async move {
+                let api = dynamic_api(ctx.client, &t.resource, t.namespace.as_deref());
+                match api.get_metadata_opt(&t.name).await {
+                    Ok(Some(m)) if m.metadata.uid.as_deref() == Some(t.uid.as_str()) => Some(t),
+                    Ok(_) => None,
+                    Err(err) if retry::is_not_found(&err) => None,
+                    Err(_) => Some(t),
+                }
+            })
+            .buffer_unordered(concurrency.max(1))
+            .collect()
+            .await;
+        present.extend(checked.into_iter().flatten());
+    }
+    present
+}
+
+/// UIDs of all objects of a type; a type that is no longer served (its CRD is
+/// gone) has none.
+async fn present_uids(
+    client: &Client,
+    rt: &ResourceType,
+) -> Result<HashMap<String, ()>, kube::Error> {
+    let api = dynamic_api(client, rt, None);
+    let mut out = HashMap::new();
+    let mut token: Option<String> = None;
+    loop {
+        let mut params = ListParams::default().limit(PAGE_SIZE);
+        if let Some(t) = &token {
+            params = params.continue_token(t);
+        }
+        let page = match api.list_metadata(&params).await {
+            Ok(page) => page,
+            Err(err) if retry::is_not_found(&err) => return Ok(out),
+            Err(err) => return Err(err),
+        };
+        out.extend(
+            page.items
+                .into_iter()
+                .filter_map(|p| p.metadata.uid)
+                .map(|u| (u, ())),
+        );
+        match page.metadata.continue_ {
+            Some(t) if !t.is_empty() => token = Some(t),
+            _ => return Ok(out),
+        }
+    }
+}
+
+async fn explain_remaining(
+    ctx: &Ctx<'_>,
+    pending: &[ObjectRef],
+    concurrency: usize,
+) -> Vec<Remaining> {
+    futures::stream::iter(pending.iter().cloned())
+        .map(|target| async move {
+            let api = dynamic_api(ctx.client, &target.resource, target.namespace.as_deref());
+            let reasons = match api.get_opt(&target.name).await {
+                Ok(Some(object)) => crate::verify::explain(&object),
+                Ok(None) => vec!["gone by now".to_string()],
+                Err(err) => vec![format!("could not be read: {}", error_message(&err))],
+            };
+            Remaining { target, reasons }
+        })
+        .buffer_unordered(concurrency.max(1))
+        .collect()
+        .await
+}
+
+/// Runs a single action outside a plan (tests, tools); same guards as [`execute`].
+pub async fn run_single(
+    client: &Client,
+    action: &Action,
+    retry: &RetryPolicy,
+    allow_finalize: bool,
+) -> Outcome {
+    let ctx = Ctx {
+        client,
+        retry,
+        allow_finalize,
+    };
+    ops::run_action(&ctx, action).await
+}
+
+/// Waits until `targets` are gone, as the executor does after a deleting phase.
+pub async fn wait_for_deletion(
+    client: &Client,
+    targets: Vec<ObjectRef>,
+    options: &ExecuteOptions,
+) -> WaitReport {
+    let ctx = Ctx {
+        client,
+        retry: &options.retry,
+        allow_finalize: false,
+    };
+    wait_gone(&ctx, PhaseId::Preflight, targets, options, &NoProgress).await
+}

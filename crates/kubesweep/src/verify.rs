@@ -1,0 +1,215 @@
+//! Verification: discover again with the same profile and plan again; every
+//! action the new plan still contains is a leftover, explained from the live
+//! object (finalizers, deletionTimestamp, namespace and CRD conditions).
+
+use std::collections::HashMap;
+
+use kube::Client;
+use kube::api::DynamicObject;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::discover::{self, DiscoverError};
+use crate::inventory::{ClusterIdentity, DiscoveryIssue, Inventory};
+use crate::plan::{self, Finding, PhaseId, PlanOptions};
+use crate::profile::Profile;
+use crate::resource::ObjectRef;
+
+/// Something of the platform still in the cluster.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Leftover {
+    /// The object.
+    pub target: ObjectRef,
+    /// The phase that would act on it.
+    pub phase: PhaseId,
+    /// What a new run would do (`delete`, `strip metadata`...).
+    pub operation: String,
+    /// Why the profile says it is the platform's.
+    pub ownership: String,
+    /// Why it is still there, read from the object.
+    pub why: Vec<String>,
+}
+
+/// The result of a verification.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VerifyReport {
+    /// The cluster verified.
+    pub cluster: ClusterIdentity,
+    /// Everything the platform still has in the cluster.
+    pub leftovers: Vec<Leftover>,
+    /// What discovery could not see (a list that failed hides possible leftovers).
+    pub issues: Vec<DiscoveryIssue>,
+    /// The new plan's findings (running controllers, terminating namespaces...).
+    pub findings: Vec<Finding>,
+}
+
+impl VerifyReport {
+    /// Nothing left, and nothing that could hide a leftover (no failed list).
+    /// An unavailable API group alone does not make a cluster unclean: it may
+    /// be foreign; it is reported in `issues`.
+    pub fn is_clean(&self) -> bool {
+        self.leftovers.is_empty()
+            && !self
+                .issues
+                .iter()
+                .any(|i| matches!(i, DiscoveryIssue::ListFailed { .. }))
+    }
+}
+
+/// Errors of a verification.
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyError {
+    /// Discovery failed as a whole.
+    #[error("failed to discover the cluster for verification")]
+    Discover(#[from] DiscoverError),
+}
+
+/// Discovers again and reports what is left.
+pub async fn verify(
+    client: &Client,
+    profile: &Profile,
+    cluster: &ClusterIdentity,
+    options: &PlanOptions,
+) -> Result<VerifyReport, VerifyError> {
+    let inventory = discover::discover(client, profile, cluster).await?;
+    Ok(verify_inventory(profile, &inventory, options))
+}
+
+/// The pure half of [`verify`]: plan on an inventory and explain every action.
+pub fn verify_inventory(
+    profile: &Profile,
+    inventory: &Inventory,
+    options: &PlanOptions,
+) -> VerifyReport {
+    let plan = plan::plan(profile, inventory, options);
+    let objects = index_by_uid(inventory);
+    let leftovers = plan
+        .actions()
+        .map(|(phase, action)| Leftover {
+            target: action.target.clone(),
+            phase,
+            operation: action.operation.verb().to_string(),
+            ownership: action.reason.clone(),
+            why: objects
+                .get(action.target.uid.as_str())
+                .map(|o| explain(o))
+                .unwrap_or_default(),
+        })
+        .collect();
+    VerifyReport {
+        cluster: inventory.cluster.clone(),
+        leftovers,
+        issues: inventory.issues.clone(),
+        findings: plan.findings,
+    }
+}
+
+fn index_by_uid(inventory: &Inventory) -> HashMap<&str, &DynamicObject> {
+    let fixed = [
+        &inventory.namespaces,
+        &inventory.validating_webhooks,
+        &inventory.mutating_webhooks,
+        &inventory.api_services,
+        &inventory.cluster_roles,
+        &inventory.cluster_role_bindings,
+        &inventory.roles,
+        &inventory.role_bindings,
+        &inventory.csrs,
+        &inventory.controllers,
+    ];
+    fixed
+        .into_iter()
+        .flatten()
+        .chain(
+            inventory
+                .crds
+                .iter()
+                .flat_map(|c| std::iter::once(&c.crd).chain(&c.instances)),
+        )
+        .chain(inventory.kept_objects.iter().flat_map(|l| &l.objects))
+        .filter_map(|o| Some((o.metadata.uid.as_deref()?, o)))
+        .collect()
+}
+
+/// Why an object is still there, from what it says about itself: deletion in
+/// progress, finalizers (metadata and, for namespaces, spec), and the
+/// conditions that explain stuck deletions (namespace `Namespace*`
+/// conditions, CRD `Terminating`/`InstanceDeletion*`, an APIService that is
+/// not `Available`).
+pub fn explain(object: &DynamicObject) -> Vec<String> {
+    let mut why = Vec::new();
+    if let Some(ts) = &object.metadata.deletion_timestamp {
+        why.push(format!("being deleted since {}", ts.0));
+    }
+    if let Some(f) = object
+        .metadata
+        .finalizers
+        .as_ref()
+        .filter(|f| !f.is_empty())
+    {
+        why.push(format!("finalizers: {}", f.join(", ")));
+    }
+    let spec_finalizers: Vec<&str> = object
+        .data
+        .pointer("/spec/finalizers")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    if !spec_finalizers.is_empty() {
+        why.push(format!("spec.finalizers: {}", spec_finalizers.join(", ")));
+    }
+    for c in object
+        .data
+        .pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let kind = c.get("type").and_then(Value::as_str).unwrap_or_default();
+        let status = c.get("status").and_then(Value::as_str).unwrap_or_default();
+        let message = c.get("message").and_then(Value::as_str).unwrap_or_default();
+        let telling = match kind {
+            k if k.starts_with("Namespace") => status == "True",
+            "Terminating" | "InstanceDeletionInProgress" | "InstanceDeletionFailed" => {
+                status == "True"
+            }
+            "InstanceDeletionCheck" => status == "False",
+            "Available" => status == "False",
+            _ => false,
+        };
+        if telling {
+            why.push(if message.is_empty() {
+                format!("{kind}={status}")
+            } else {
+                format!("{kind}: {message}")
+            });
+        }
+    }
+    why
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn explains_a_stuck_namespace() {
+        let ns: DynamicObject = serde_json::from_value(json!({
+            "apiVersion": "v1", "kind": "Namespace",
+            "metadata": {"name": "x", "deletionTimestamp": "2026-01-01T00:00:00Z", "finalizers": ["kubesphere.io/cascading-deletion"]},
+            "spec": {"finalizers": ["kubernetes"]},
+            "status": {"phase": "Terminating", "conditions": [
+                {"type": "NamespaceContentRemaining", "status": "True", "message": "Some resources are remaining: widgets.example.io has 1 resource instances"},
+                {"type": "NamespaceDeletionDiscoveryFailure", "status": "False", "message": "All resources successfully discovered"}
+            ]}
+        }))
+        .expect("valid");
+        let why = explain(&ns);
+        assert_eq!(why.len(), 4, "{why:?}");
+        assert!(why[0].starts_with("being deleted since"));
+        assert_eq!(why[1], "finalizers: kubesphere.io/cascading-deletion");
+        assert_eq!(why[2], "spec.finalizers: kubernetes");
+        assert!(why[3].starts_with("NamespaceContentRemaining: Some resources"));
+    }
+}
