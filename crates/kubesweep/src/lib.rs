@@ -9,6 +9,7 @@ pub mod discover;
 pub mod execute;
 pub mod inventory;
 pub mod plan;
+pub mod preflight;
 pub mod profile;
 pub mod render;
 pub mod resource;

@@ -1,0 +1,345 @@
+//! Preflight: what must hold before a plan runs. Which permissions the plan
+//! needs and which of them the caller lacks (SelfSubjectAccessReview, one per
+//! distinct verb/resource/namespace), which platform controllers still run
+//! (they would recreate what we remove), and stopping them (scale to zero,
+//! wait until their pods are gone, bounded).
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::authorization::v1::{
+    ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec,
+};
+use k8s_openapi::api::core::v1::Pod;
+use kube::Client;
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use tokio::time::Instant;
+
+use crate::discover::error_message;
+use crate::plan::{Operation, Plan};
+use crate::profile::Profile;
+use crate::retry::{self, RetryPolicy};
+
+/// How many access reviews run at the same time.
+const REVIEW_CONCURRENCY: usize = 16;
+
+/// One permission: a verb on a resource (optionally a subresource), in a
+/// namespace or cluster-wide.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Permission {
+    /// `get`, `list`, `patch`, `update`, `delete`.
+    pub verb: String,
+    /// API group; empty for core.
+    pub group: String,
+    /// Plural resource name.
+    pub resource: String,
+    /// Subresource, e.g. `finalize`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subresource: Option<String>,
+    /// Namespace; `None` for cluster-scoped resources.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+}
+
+impl std::fmt::Display for Permission {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut resource = if self.group.is_empty() {
+            self.resource.clone()
+        } else {
+            format!("{}.{}", self.resource, self.group)
+        };
+        if let Some(sub) = &self.subresource {
+            resource = format!("{resource}/{sub}");
+        }
+        match &self.namespace {
+            Some(ns) => write!(f, "{} {} in namespace {}", self.verb, resource, ns),
+            None => write!(f, "{} {} (cluster-wide)", self.verb, resource),
+        }
+    }
+}
+
+/// A permission the caller lacks, with the authorizer's reason if any.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MissingPermission {
+    /// The permission.
+    pub permission: Permission,
+    /// `status.reason` / `status.evaluationError` of the review.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub reason: String,
+}
+
+/// A platform controller that still runs.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunningController {
+    /// Namespace.
+    pub namespace: String,
+    /// Deployment name.
+    pub name: String,
+    /// UID, so stopping acts on exactly this Deployment.
+    pub uid: String,
+    /// `spec.replicas`.
+    pub replicas: i32,
+    /// `status.readyReplicas`.
+    pub ready_replicas: i32,
+}
+
+/// Result of stopping controllers.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StopReport {
+    /// Controllers scaled to zero whose pods are gone.
+    pub stopped: Vec<String>,
+    /// Controllers that could not be stopped in time, with why.
+    pub not_stopped: Vec<(String, String)>,
+}
+
+impl StopReport {
+    /// Whether every controller stopped.
+    pub fn all_stopped(&self) -> bool {
+        self.not_stopped.is_empty()
+    }
+}
+
+/// Errors of preflight checks.
+#[derive(Debug, thiserror::Error)]
+pub enum PreflightError {
+    /// An access review could not be created.
+    #[error("failed to review access for {permission}")]
+    AccessReview {
+        /// The permission being reviewed.
+        permission: Permission,
+        /// The underlying error.
+        #[source]
+        source: kube::Error,
+    },
+    /// A controller Deployment could not be read.
+    #[error("failed to read deployment {namespace}/{name}")]
+    ReadController {
+        /// Namespace.
+        namespace: String,
+        /// Name.
+        name: String,
+        /// The underlying error.
+        #[source]
+        source: kube::Error,
+    },
+}
+
+/// Every permission running `plan` needs, deduplicated: the verbs of each
+/// operation (including the re-reads the executor does on conflicts) and
+/// `list` for the types whose deletion is waited on.
+pub fn required_permissions(plan: &Plan) -> Vec<Permission> {
+    let mut out: BTreeSet<Permission> = BTreeSet::new();
+    for (phase, action) in plan.actions() {
+        let t = &action.target;
+        let namespace = if t.resource.namespaced {
+            t.namespace.clone()
+        } else {
+            None
+        };
+        let perm = |verb: &str, sub: Option<&str>| Permission {
+            verb: verb.to_string(),
+            group: t.resource.group.clone(),
+            resource: t.resource.plural.clone(),
+            subresource: sub.map(str::to_string),
+            namespace: namespace.clone(),
+        };
+        let verbs: &[&str] = match &action.operation {
+            Operation::Delete { .. } => &["get", "delete"],
+            Operation::StripMetadata { .. } | Operation::DisableConversionWebhook => {
+                &["get", "patch"]
+            }
+            Operation::StripFinalizersThenDelete { .. } => &["get", "patch", "delete"],
+            Operation::FinalizeNamespaceIfStuck => &["get"],
+        };
+        out.extend(verbs.iter().map(|v| perm(v, None)));
+        if matches!(action.operation, Operation::FinalizeNamespaceIfStuck) {
+            out.insert(perm("update", Some("finalize")));
+        }
+        if phase.waits_for_deletion() && action.operation.deletes() {
+            out.insert(Permission {
+                verb: "list".into(),
+                namespace: None,
+                ..perm("list", None)
+            });
+        }
+    }
+    out.into_iter().collect()
+}
+
+/// Asks the API server, for each permission, whether the caller has it, and
+/// returns those it lacks.
+pub async fn missing_permissions(
+    client: &Client,
+    permissions: &[Permission],
+) -> Result<Vec<MissingPermission>, PreflightError> {
+    let api: Api<SelfSubjectAccessReview> = Api::all(client.clone());
+    let reviews: Vec<Result<Option<MissingPermission>, PreflightError>> =
+        futures::stream::iter(permissions.iter().cloned())
+            .map(|permission| {
+                let api = api.clone();
+                async move {
+                    let review = SelfSubjectAccessReview {
+                        spec: SelfSubjectAccessReviewSpec {
+                            resource_attributes: Some(ResourceAttributes {
+                                verb: Some(permission.verb.clone()),
+                                group: Some(permission.group.clone()),
+                                resource: Some(permission.resource.clone()),
+                                subresource: permission.subresource.clone(),
+                                namespace: permission.namespace.clone(),
+                                ..ResourceAttributes::default()
+                            }),
+                            ..SelfSubjectAccessReviewSpec::default()
+                        },
+                        ..SelfSubjectAccessReview::default()
+                    };
+                    let what = format!("access review {permission}");
+                    let params = PostParams::default();
+                    let answer = retry::with_retry(&RetryPolicy::standard(), &what, || {
+                        api.create(&params, &review)
+                    })
+                    .await
+                    .map_err(|source| PreflightError::AccessReview {
+                        permission: permission.clone(),
+                        source,
+                    })?;
+                    let status = answer.status.unwrap_or_default();
+                    if status.allowed {
+                        return Ok(None);
+                    }
+                    let reason = [status.reason, status.evaluation_error]
+                        .into_iter()
+                        .flatten()
+                        .filter(|s| !s.is_empty())
+                        .collect::<Vec<_>>()
+                        .join("; ");
+                    Ok(Some(MissingPermission { permission, reason }))
+                }
+            })
+            .buffer_unordered(REVIEW_CONCURRENCY)
+            .collect()
+            .await;
+    let mut missing = Vec::new();
+    for review in reviews {
+        missing.extend(review?);
+    }
+    missing.sort_by(|a, b| a.permission.cmp(&b.permission));
+    Ok(missing)
+}
+
+/// The profile's controllers that exist with `spec.replicas > 0`.
+pub async fn running_controllers(
+    client: &Client,
+    profile: &Profile,
+) -> Result<Vec<RunningController>, PreflightError> {
+    let mut running = Vec::new();
+    for c in &profile.controllers {
+        let api: Api<Deployment> = Api::namespaced(client.clone(), &c.namespace);
+        let what = format!("get deployment {}/{}", c.namespace, c.name);
+        let found = retry::with_retry(&RetryPolicy::standard(), &what, || api.get_opt(&c.name))
+            .await
+            .map_err(|source| PreflightError::ReadController {
+                namespace: c.namespace.clone(),
+                name: c.name.clone(),
+                source,
+            })?;
+        let Some(d) = found else { continue };
+        let replicas = d.spec.replicas.unwrap_or(1);
+        if replicas > 0 {
+            running.push(RunningController {
+                namespace: c.namespace.clone(),
+                name: c.name.clone(),
+                uid: d.metadata.uid.clone().unwrap_or_default(),
+                replicas,
+                ready_replicas: d.status.and_then(|s| s.ready_replicas).unwrap_or(0),
+            });
+        }
+    }
+    Ok(running)
+}
+
+/// Scales each controller to zero (a JSON patch bound to its UID) and waits,
+/// up to `timeout` in total, until the pods its selector matches are gone.
+pub async fn stop_controllers(
+    client: &Client,
+    controllers: &[RunningController],
+    timeout: Duration,
+) -> StopReport {
+    let started = Instant::now();
+    let mut report = StopReport::default();
+    let mut scaled: Vec<(&RunningController, String)> = Vec::new();
+    for c in controllers {
+        let key = format!("{}/{}", c.namespace, c.name);
+        let api: Api<Deployment> = Api::namespaced(client.clone(), &c.namespace);
+        let patch = match serde_json::from_value::<json_patch::Patch>(json!([
+            {"op": "test", "path": "/metadata/uid", "value": c.uid},
+            {"op": "replace", "path": "/spec/replicas", "value": 0},
+        ])) {
+            Ok(p) => Patch::Json::<()>(p),
+            Err(err) => {
+                report
+                    .not_stopped
+                    .push((key, format!("internal: bad patch: {err}")));
+                continue;
+            }
+        };
+        let what = format!("scale {key} to zero");
+        let params = PatchParams::default();
+        match retry::with_retry(&RetryPolicy::standard(), &what, || {
+            api.patch(&c.name, &params, &patch)
+        })
+        .await
+        {
+            Ok(d) => {
+                let selector = d
+                    .spec
+                    .selector
+                    .match_labels
+                    .map(|m| {
+                        m.into_iter()
+                            .map(|(k, v)| format!("{k}={v}"))
+                            .collect::<Vec<_>>()
+                            .join(",")
+                    })
+                    .unwrap_or_default();
+                scaled.push((c, selector));
+            }
+            Err(err) if retry::is_not_found(&err) => report.stopped.push(key),
+            Err(err) => report.not_stopped.push((key, error_message(&err))),
+        }
+    }
+    for (c, selector) in scaled {
+        let key = format!("{}/{}", c.namespace, c.name);
+        if selector.is_empty() {
+            // Without matchLabels we cannot find its pods; scaled is the best we know.
+            report.stopped.push(key);
+            continue;
+        }
+        let pods: Api<Pod> = Api::namespaced(client.clone(), &c.namespace);
+        let params = ListParams::default().labels(&selector);
+        loop {
+            match pods.list_metadata(&params).await {
+                Ok(list) if list.items.is_empty() => {
+                    report.stopped.push(key);
+                    break;
+                }
+                Ok(list) if started.elapsed() >= timeout => {
+                    report.not_stopped.push((
+                        key,
+                        format!("{} pods still present after {timeout:?}", list.items.len()),
+                    ));
+                    break;
+                }
+                Err(err) if started.elapsed() >= timeout => {
+                    report.not_stopped.push((key, error_message(&err)));
+                    break;
+                }
+                _ => tokio::time::sleep(Duration::from_millis(500)).await,
+            }
+        }
+    }
+    report
+}
