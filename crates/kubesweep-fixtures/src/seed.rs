@@ -7,11 +7,12 @@
 use std::collections::HashMap;
 use std::str::FromStr;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use futures::{StreamExt, TryStreamExt, stream};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
+use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use kube::core::ApiResource;
 use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
@@ -109,6 +110,7 @@ pub async fn seed(client: &Client, opts: &SeedOptions) -> Result<SeededFootprint
         client: client.clone(),
         uids: Mutex::new(HashMap::new()),
         requests: Default::default(),
+        reseeding: AtomicBool::new(false),
         concurrency: opts.concurrency.max(1),
     };
 
@@ -228,6 +230,8 @@ struct Seeder {
     uids: Mutex<HashMap<UidKey, String>>,
     requests: Mutex<usize>,
     concurrency: usize,
+    /// Set once a create met an existing object.
+    reseeding: AtomicBool,
 }
 
 /// (group, kind, namespace, name).
@@ -253,7 +257,9 @@ fn api(client: &Client, ar: &ApiResource, namespace: Option<&str>) -> Api<Dynami
 /// moments after a CRD is Established when its REST endpoint is not served yet.
 fn transient(e: &kube::Error) -> bool {
     match e {
-        kube::Error::Api(s) => matches!(s.code, 404 | 409 | 429 | 500 | 503 | 504),
+        // 409 AlreadyExists is an answer, not a hiccup; 409 Conflict is a lost race worth retrying.
+        kube::Error::Api(s) if s.code == 409 => s.reason != "AlreadyExists",
+        kube::Error::Api(s) => matches!(s.code, 404 | 429 | 500 | 503 | 504),
         kube::Error::HyperError(_) | kube::Error::Service(_) => true,
         _ => false,
     }
@@ -316,16 +322,59 @@ impl Seeder {
             manifest["metadata"]["ownerReferences"] = Value::Array(refs);
         }
         let api = api(&self.client, &item.resource(), key.namespace.as_deref());
-        let params = PatchParams::apply(item.manager).force();
-        self.count();
-        let patch = Patch::Apply(&manifest);
-        let obj = retry(|| api.patch(&key.name, &params, &patch))
-            .await
-            .map_err(|source| Error::Api {
-                action: "apply",
-                object: key.to_string(),
-                source,
-            })?;
+        let err = |action, source| Error::Api {
+            action,
+            object: key.to_string(),
+            source,
+        };
+        // Create first: on a fresh cluster it costs the API server much less than an apply. An
+        // object that exists (a reseed) is then brought to the planned state by server-side apply.
+        let object: DynamicObject =
+            serde_json::from_value(manifest.clone()).map_err(Error::Encode)?;
+        let post = PostParams {
+            field_manager: Some(item.manager.to_string()),
+            ..Default::default()
+        };
+        let created = if self.reseeding.load(Ordering::Relaxed) {
+            None
+        } else {
+            self.count();
+            Some(retry(|| api.create(&post, &object)).await)
+        };
+        let created = match created {
+            Some(Ok(obj)) => Some(obj),
+            Some(Err(kube::Error::Api(s))) if s.code == 409 && s.reason == "AlreadyExists" => {
+                // An earlier seed's object: the rest most likely exist too, so go straight to
+                // apply from now on instead of paying for a refused create each time.
+                self.reseeding.store(true, Ordering::Relaxed);
+                None
+            }
+            Some(Err(e)) => return Err(err("create", e)),
+            None => None,
+        };
+        let obj = match created {
+            Some(obj) => obj,
+            None => {
+                let params = PatchParams::apply(item.manager).force();
+                let patch = Patch::Apply(&manifest);
+                self.count();
+                match retry(|| api.patch(&key.name, &params, &patch)).await {
+                    Ok(obj) => obj,
+                    // A Terminating object whose finalizers a cleanup already removed (or is
+                    // removing): it cannot take them back, so wait until it is gone and create it.
+                    Err(kube::Error::Api(s))
+                        if s.code == 422 && s.message.contains("no new finalizers") =>
+                    {
+                        self.wait_gone(&api, key).await?;
+                        self.count();
+                        retry(|| api.create(&post, &object))
+                            .await
+                            .map_err(|e| err("create", e))?
+                    }
+                    Err(e) => return Err(err("apply", e)),
+                }
+            }
+        };
         if let Some(uid) = obj.uid() {
             self.uids
                 .lock()
@@ -333,6 +382,31 @@ impl Seeder {
                 .insert(uid_key(key), uid);
         }
         Ok(())
+    }
+
+    async fn wait_gone(&self, api: &Api<DynamicObject>, key: &ObjectKey) -> Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            match api.get_opt(&key.name).await {
+                Ok(None) => return Ok(()),
+                Ok(Some(_)) if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Ok(Some(_)) => {
+                    return Err(Error::NotSettled {
+                        what: format!("deletion of {key}"),
+                        seconds: 60,
+                    });
+                }
+                Err(source) => {
+                    return Err(Error::Api {
+                        action: "get",
+                        object: key.to_string(),
+                        source,
+                    });
+                }
+            }
+        }
     }
 
     async fn delete(&self, item: &SeedItem, missing_ok: bool) -> Result<()> {

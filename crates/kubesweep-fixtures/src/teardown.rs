@@ -12,6 +12,7 @@ use kube::Client;
 use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams};
 use serde_json::{Map, Value, json};
 
+use crate::crds::{FOREIGN_CRDS, KUBESPHERE_V4_CRDS};
 use crate::error::{Error, Result};
 use crate::footprint::{Footprint, Role, SeededObject};
 use crate::seed::{SeedOptions, build_plan};
@@ -115,6 +116,11 @@ pub async fn teardown(client: &Client, footprint: &Footprint, opts: &SeedOptions
         if left.is_empty() {
             return Ok(());
         }
+        // Instances written after the first pass (another seed racing this one) keep a CRD
+        // Terminating on their finalizers: strip those of every instance left.
+        for crd in crds.iter().filter(|o| left.contains(&o.key.to_string())) {
+            strip_instances(client, &crd.key.name).await?;
+        }
         if Instant::now() > deadline {
             return Err(Error::NotSettled {
                 what: format!("deletion of {}", left.join(", ")),
@@ -198,6 +204,58 @@ async fn restore_system_namespaces(
         api.patch(&key.name, &PatchParams::default(), &Patch::Merge(&body))
             .await
             .map_err(|e| err("patch", e))?;
+    }
+    Ok(())
+}
+
+/// Clears the finalizers of every instance of one of the fixture CRDs.
+async fn strip_instances(client: &Client, crd_name: &str) -> Result<()> {
+    let Some(def) = KUBESPHERE_V4_CRDS
+        .iter()
+        .chain(FOREIGN_CRDS)
+        .find(|c| c.name() == crd_name)
+    else {
+        return Ok(());
+    };
+    let ar = def.api_resource();
+    let all: Api<DynamicObject> = Api::all_with(client.clone(), &ar);
+    let list = match all.list(&Default::default()).await {
+        Ok(list) => list,
+        Err(e) if missing(&e) => return Ok(()),
+        Err(source) => {
+            return Err(Error::Api {
+                action: "list",
+                object: crd_name.into(),
+                source,
+            });
+        }
+    };
+    let body = json!({"metadata": {"finalizers": null}});
+    for item in list.items.iter().filter(|i| {
+        i.metadata
+            .finalizers
+            .as_ref()
+            .is_some_and(|f| !f.is_empty())
+    }) {
+        let name = item.metadata.name.clone().unwrap_or_default();
+        let api: Api<DynamicObject> = match &item.metadata.namespace {
+            Some(ns) => Api::namespaced_with(client.clone(), ns, &ar),
+            None => all.clone(),
+        };
+        match api
+            .patch(&name, &PatchParams::default(), &Patch::Merge(&body))
+            .await
+        {
+            Ok(_) => {}
+            Err(e) if missing(&e) => {}
+            Err(source) => {
+                return Err(Error::Api {
+                    action: "patch",
+                    object: format!("{crd_name} {name}"),
+                    source,
+                });
+            }
+        }
     }
     Ok(())
 }
