@@ -12,6 +12,12 @@ use std::path::PathBuf;
 #[derive(Debug, Parser)]
 #[command(name = "kubesweep", version, about, long_about)]
 pub struct Cli {
+    /// Log format on stderr.
+    #[arg(long, value_enum, global = true, default_value = "text")]
+    pub log_format: LogFormat,
+    /// More logging (-v: debug, -vv: trace).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -98,6 +104,46 @@ impl PlanFlags {
     }
 }
 
+/// Flags of `apply`.
+#[derive(Debug, Args, Clone)]
+pub struct ApplyFlags {
+    /// Do not ask for confirmation (needed without a terminal).
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+    /// Requests in flight at most.
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..=512))]
+    pub max_in_flight: u16,
+    /// How long to wait, per phase, for deletions to complete.
+    #[arg(long = "wait-timeout", value_name = "SECONDS", default_value_t = 180)]
+    pub wait_timeout_secs: u64,
+    /// Blast-radius guard: a plan with more actions needs --allow-large.
+    #[arg(long, default_value_t = 2000)]
+    pub max_actions: usize,
+    /// Apply a plan larger than --max-actions.
+    #[arg(long)]
+    pub allow_large: bool,
+    /// Scale running platform controllers to zero before applying.
+    #[arg(long)]
+    pub stop_controllers: bool,
+    /// Apply even though platform controllers are running.
+    #[arg(long)]
+    pub force: bool,
+    /// Run later phases even after a phase had failures (never after failed
+    /// cleaning of kept namespaces: that would risk user data).
+    #[arg(long)]
+    pub keep_going: bool,
+}
+
+/// Log format.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    /// Human-readable lines (progress bars on a terminal).
+    #[default]
+    Text,
+    /// One JSON object per line, for machines.
+    Json,
+}
+
 /// Subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
@@ -109,7 +155,12 @@ pub enum Command {
         profile: ProfileArgs,
         /// `text`, `json` or `yaml` on stdout; or a file name (e.g. `plan.json`)
         /// to save the plan there as JSON and print the summary.
-        #[arg(short = 'o', long = "output", value_name = "FORMAT|FILE", default_value = "text")]
+        #[arg(
+            short = 'o',
+            long = "output",
+            value_name = "FORMAT|FILE",
+            default_value = "text"
+        )]
         output: PlanOutput,
         /// Write the plan to this file (JSON) as well.
         #[arg(long = "save", value_name = "FILE")]
@@ -128,9 +179,10 @@ pub enum Command {
         cluster: ClusterArgs,
         #[command(flatten)]
         profile: ProfileArgs,
-        /// Do not ask for confirmation.
-        #[arg(long, short = 'y')]
-        yes: bool,
+        #[command(flatten)]
+        plan_flags: PlanFlags,
+        #[command(flatten)]
+        flags: ApplyFlags,
     },
     /// Check that nothing of the platform is left; exit 1 listing leftovers.
     Verify {
@@ -141,6 +193,8 @@ pub enum Command {
         /// Output format.
         #[arg(short = 'o', long = "output", value_enum, default_value = "text")]
         output: Format,
+        #[command(flatten)]
+        flags: PlanFlags,
     },
     /// Write a backup archive of everything a plan would change.
     Backup {

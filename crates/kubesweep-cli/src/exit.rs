@@ -46,7 +46,10 @@ pub struct CliError {
 impl CliError {
     /// An error with the given exit code and message.
     pub fn new(exit: Exit, message: impl Into<String>) -> Self {
-        Self { exit, message: message.into() }
+        Self {
+            exit,
+            message: message.into(),
+        }
     }
 }
 

@@ -1,11 +1,14 @@
 //! The `kubesweep` binary: parse arguments, validate them into options, call
 //! the library, render the outcome, and map it to a documented exit code.
 
+mod apply_cmd;
 mod args;
 mod exit;
 mod plan_cmd;
 mod profiles_cmd;
+mod progress;
 mod session;
+mod verify_cmd;
 
 use clap::Parser;
 use exit::{CliError, Exit};
@@ -13,7 +16,11 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let args = args::Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    init_logging(args.log_format, args.verbose);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("kubesweep: failed to start the async runtime: {e}");
@@ -29,12 +36,70 @@ fn main() -> ExitCode {
     }
 }
 
+/// Logs go to stderr; stdout carries only the command's output (plans, reports).
+fn init_logging(format: args::LogFormat, verbose: u8) {
+    let default = match verbose {
+        0 => "kubesweep=info,kubesweep_cli=info",
+        1 => "kubesweep=debug,kubesweep_cli=debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("KUBESWEEP_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    match format {
+        args::LogFormat::Text => builder.with_target(false).init(),
+        args::LogFormat::Json => builder.json().init(),
+    }
+}
+
 async fn run(cli: args::Cli) -> Result<Exit, CliError> {
+    let log_format = cli.log_format;
     match cli.command {
         args::Command::Profiles { action } => profiles_cmd::run(action),
-        args::Command::Plan { cluster, profile, output, save, details, flags } => {
-            plan_cmd::run(&cluster, &profile, &flags, &output, save.as_deref(), details).await
+        args::Command::Plan {
+            cluster,
+            profile,
+            output,
+            save,
+            details,
+            flags,
+        } => {
+            plan_cmd::run(
+                &cluster,
+                &profile,
+                &flags,
+                &output,
+                save.as_deref(),
+                details,
+            )
+            .await
         }
+        args::Command::Apply {
+            plan_file,
+            cluster,
+            profile,
+            plan_flags,
+            flags,
+        } => {
+            apply_cmd::run(
+                plan_file.as_deref(),
+                &cluster,
+                &profile,
+                &plan_flags,
+                &flags,
+                log_format,
+            )
+            .await
+        }
+        args::Command::Verify {
+            cluster,
+            profile,
+            output,
+            flags,
+        } => verify_cmd::run(&cluster, &profile, &flags, output).await,
         other => Err(CliError::new(
             Exit::NotImplemented,
             format!("`{}` is not implemented yet", other.name()),

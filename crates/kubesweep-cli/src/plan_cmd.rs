@@ -28,7 +28,11 @@ pub async fn run(
     };
     for path in save.into_iter().chain(file) {
         save_plan(&plan, path)?;
-        eprintln!("plan saved to {} (sha256:{})", path.display(), plan.digest());
+        eprintln!(
+            "plan saved to {} (sha256:{})",
+            path.display(),
+            plan.digest()
+        );
     }
     print_plan(&plan, format, details)?;
     Ok(Exit::Ok)
@@ -49,10 +53,18 @@ pub async fn make_plan(
 /// Prints a plan in the chosen format on stdout.
 pub fn print_plan(plan: &Plan, output: Format, details: bool) -> Result<(), CliError> {
     let text = match output {
-        Format::Text => render_plan(plan, if details { Detail::Details } else { Detail::Summary }),
+        Format::Text => render_plan(
+            plan,
+            if details {
+                Detail::Details
+            } else {
+                Detail::Summary
+            },
+        ),
         Format::Json => to_json(plan)? + "\n",
-        Format::Yaml => serde_saphyr::to_string(plan)
-            .map_err(|e| CliError::new(Exit::Internal, format!("failed to render the plan: {e}")))?,
+        Format::Yaml => serde_saphyr::to_string(plan).map_err(|e| {
+            CliError::new(Exit::Internal, format!("failed to render the plan: {e}"))
+        })?,
     };
     print!("{text}");
     Ok(())
@@ -70,17 +82,31 @@ pub fn save_plan(plan: &Plan, path: &Path) -> Result<(), CliError> {
     let tmp = path.with_extension("json.tmp");
     std::fs::write(&tmp, json + "\n")
         .and_then(|()| std::fs::rename(&tmp, path))
-        .map_err(|e| CliError::new(Exit::BadInput, format!("failed to write plan {}: {e}", path.display())))
+        .map_err(|e| {
+            CliError::new(
+                Exit::BadInput,
+                format!("failed to write plan {}: {e}", path.display()),
+            )
+        })
 }
 
 /// Reads a plan file, refusing anything that is not a plan of this schema.
 pub fn load_plan(path: &Path) -> Result<Plan, CliError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| CliError::new(Exit::BadInput, format!("failed to read plan {}: {e}", path.display())))?;
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        CliError::new(
+            Exit::BadInput,
+            format!("failed to read plan {}: {e}", path.display()),
+        )
+    })?;
     let plan: Plan = serde_json::from_str(&text).map_err(|e| {
         CliError::new(
             Exit::BadInput,
-            format!("invalid plan {}:{}:{}: {e}", path.display(), e.line(), e.column()),
+            format!(
+                "invalid plan {}:{}:{}: {e}",
+                path.display(),
+                e.line(),
+                e.column()
+            ),
         )
     })?;
     if plan.schema_version != kubesweep::plan::PLAN_SCHEMA_VERSION {

@@ -17,8 +17,9 @@ pub fn run(action: Option<ProfilesAction>) -> Result<Exit, CliError> {
         Some(ProfilesAction::Show { name }) => {
             let profile = Profile::builtin(&name)
                 .map_err(|e| CliError::new(Exit::Usage, crate::session::chain(&e)))?;
-            let yaml = serde_saphyr::to_string(&profile)
-                .map_err(|e| CliError::new(Exit::Internal, format!("failed to render profile: {e}")))?;
+            let yaml = serde_saphyr::to_string(&profile).map_err(|e| {
+                CliError::new(Exit::Internal, format!("failed to render profile: {e}"))
+            })?;
             print!("{yaml}");
         }
     }

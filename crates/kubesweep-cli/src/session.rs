@@ -45,7 +45,9 @@ pub async fn connect(args: &ClusterArgs) -> Result<Cluster, CliError> {
         context: args.context.clone(),
         ..ConnectOptions::default()
     };
-    kubesweep::cluster::connect(&options).await.map_err(cluster_error)
+    kubesweep::cluster::connect(&options)
+        .await
+        .map_err(cluster_error)
 }
 
 /// Maps a connection error to its exit code.

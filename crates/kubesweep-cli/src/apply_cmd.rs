@@ -1,0 +1,281 @@
+//! `kubesweep apply`: execute a plan (a saved one, or one made now) after the
+//! checks that keep it safe: the plan fits this cluster and is not stale, the
+//! credentials may do everything it needs, the platform's controllers are not
+//! running, the blast radius is confirmed, and a human (or `--yes`) agreed.
+//! Ends with a verification.
+
+use std::io::{BufRead, IsTerminal, Write};
+
+use crate::args::{ApplyFlags, ClusterArgs, LogFormat, PlanFlags, ProfileArgs};
+use crate::exit::{CliError, Exit};
+use crate::{plan_cmd, progress, session, verify_cmd};
+use kubesweep::cluster::Cluster;
+use kubesweep::execute::{ExecuteOptions, ExecutionReport, Progress};
+use kubesweep::plan::Plan;
+use kubesweep::profile::Profile;
+
+/// Runs `apply`.
+pub async fn run(
+    plan_file: Option<&std::path::Path>,
+    cluster_args: &ClusterArgs,
+    profile_args: &ProfileArgs,
+    plan_flags: &PlanFlags,
+    flags: &ApplyFlags,
+    log_format: LogFormat,
+) -> Result<Exit, CliError> {
+    // Inputs first: a malformed file is reported before any connection.
+    let saved = plan_file.map(plan_cmd::load_plan).transpose()?;
+    let profile = match &saved {
+        Some(plan) if profile_args.profile_file.is_none() => session::load_profile(&ProfileArgs {
+            profile: plan.profile.clone(),
+            profile_file: None,
+        })?,
+        _ => session::load_profile(profile_args)?,
+    };
+    if let Some(plan) = &saved
+        && plan.profile != profile.name
+    {
+        return Err(CliError::new(
+            Exit::BadInput,
+            format!(
+                "the plan was made with profile {}, not {}",
+                plan.profile, profile.name
+            ),
+        ));
+    }
+    let options = match &saved {
+        Some(plan) => plan.options.clone(),
+        None => plan_flags.options(),
+    };
+
+    let cluster = session::connect(cluster_args).await?;
+    let inventory = kubesweep::discover::discover(&cluster.client, &profile, &cluster.identity)
+        .await
+        .map_err(|e| CliError::new(Exit::Cluster, session::chain(&e)))?;
+    let plan = match saved {
+        Some(plan) => {
+            kubesweep::staleness::check_plan(&plan, &cluster.identity, &inventory)
+                .map_err(|e| CliError::new(Exit::StalePlan, e.to_string()))?;
+            plan
+        }
+        None => kubesweep::plan::plan(&profile, &inventory, &options),
+    };
+
+    if plan.is_empty() {
+        eprintln!(
+            "nothing to do: no object of profile {} is left on {}",
+            profile.name, cluster.identity.server
+        );
+        return finish_with_verify(&cluster, &profile, &options, None).await;
+    }
+
+    preflight(&cluster, &profile, &plan, flags).await?;
+    confirm(&cluster, &plan, flags)?;
+
+    let execute_options = ExecuteOptions {
+        max_in_flight: usize::from(flags.max_in_flight),
+        wait_timeout: std::time::Duration::from_secs(flags.wait_timeout_secs),
+        keep_going: flags.keep_going,
+        ..ExecuteOptions::default()
+    };
+    let bars;
+    let lines = progress::Lines;
+    let progress: &dyn Progress =
+        if std::io::stderr().is_terminal() && log_format == LogFormat::Text {
+            bars = progress::Bars::new();
+            &bars
+        } else {
+            &lines
+        };
+    let report = kubesweep::execute::execute(&cluster.client, &plan, &execute_options, progress)
+        .await
+        .map_err(|e| CliError::new(Exit::StalePlan, session::chain(&e)))?;
+    print_report(&report);
+    finish_with_verify(&cluster, &profile, &options, Some(&report)).await
+}
+
+/// Refuses before any change when the credentials lack a permission the plan
+/// needs, or when the platform's controllers still run (they would recreate
+/// or re-finalize what is removed).
+async fn preflight(
+    cluster: &Cluster,
+    profile: &Profile,
+    plan: &Plan,
+    flags: &ApplyFlags,
+) -> Result<(), CliError> {
+    let required = kubesweep::preflight::required_permissions(plan);
+    let missing = kubesweep::preflight::missing_permissions(&cluster.client, &required)
+        .await
+        .map_err(|e| CliError::new(Exit::Cluster, session::chain(&e)))?;
+    if !missing.is_empty() {
+        let list: Vec<String> = missing.iter().map(|m| m.permission.to_string()).collect();
+        return Err(CliError::new(
+            Exit::Forbidden,
+            format!(
+                "the credentials of context {} lack {} permission(s) the plan needs; nothing was changed: {}",
+                cluster
+                    .identity
+                    .context
+                    .as_deref()
+                    .unwrap_or("(in-cluster)"),
+                list.len(),
+                list.join("; ")
+            ),
+        ));
+    }
+    let running = kubesweep::preflight::running_controllers(&cluster.client, profile)
+        .await
+        .map_err(|e| CliError::new(Exit::Cluster, session::chain(&e)))?;
+    if running.is_empty() || flags.force {
+        return Ok(());
+    }
+    let names: Vec<String> = running
+        .iter()
+        .map(|c| {
+            format!(
+                "deployment {}/{} ({} replicas)",
+                c.namespace, c.name, c.replicas
+            )
+        })
+        .collect();
+    if !flags.stop_controllers {
+        return Err(CliError::new(
+            Exit::Refused,
+            format!(
+                "platform controllers still run ({}); they would undo the cleanup. \
+                 Pass --stop-controllers to scale them to zero first, or --force",
+                names.join(", ")
+            ),
+        ));
+    }
+    eprintln!("stopping platform controllers: {}", names.join(", "));
+    let timeout = std::time::Duration::from_secs(flags.wait_timeout_secs);
+    let report = kubesweep::preflight::stop_controllers(&cluster.client, &running, timeout).await;
+    if report.all_stopped() {
+        Ok(())
+    } else {
+        let why: Vec<String> = report
+            .not_stopped
+            .iter()
+            .map(|(name, why)| format!("{name}: {why}"))
+            .collect();
+        Err(CliError::new(
+            Exit::Refused,
+            format!(
+                "platform controllers could not be stopped: {}",
+                why.join("; ")
+            ),
+        ))
+    }
+}
+
+/// The blast-radius guard and the human confirmation.
+fn confirm(cluster: &Cluster, plan: &Plan, flags: &ApplyFlags) -> Result<(), CliError> {
+    let total = plan.total_actions();
+    if total > flags.max_actions && !flags.allow_large {
+        return Err(CliError::new(
+            Exit::Refused,
+            format!(
+                "the plan touches {total} objects, more than --max-actions {}; review it with \
+                 `kubesweep plan --details` and pass --allow-large to go ahead",
+                flags.max_actions
+            ),
+        ));
+    }
+    let summary = format!(
+        "context {}, server {}: {} actions ({} deletes, {} metadata cleanups), {} destroy data",
+        cluster
+            .identity
+            .context
+            .as_deref()
+            .unwrap_or("(in-cluster)"),
+        cluster.identity.server,
+        total,
+        plan.counts.deletes,
+        plan.counts.metadata_strips,
+        plan.counts.destroying_data,
+    );
+    if flags.yes {
+        eprintln!("applying: {summary}");
+        return Ok(());
+    }
+    if !std::io::stdin().is_terminal() {
+        return Err(CliError::new(
+            Exit::Refused,
+            format!(
+                "refusing to apply without confirmation ({summary}); no terminal to ask on, pass --yes"
+            ),
+        ));
+    }
+    eprint!(
+        "{}\nAbout to remove profile {} from {summary}.\nType 'yes' to continue: ",
+        kubesweep::render::render_plan(plan, kubesweep::render::Detail::Summary),
+        plan.profile
+    );
+    let _ = std::io::stderr().flush();
+    let mut answer = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut answer)
+        .map_err(|e| CliError::new(Exit::Refused, format!("failed to read the answer: {e}")))?;
+    if answer.trim() == "yes" {
+        Ok(())
+    } else {
+        Err(CliError::new(
+            Exit::Refused,
+            "not confirmed; nothing was changed",
+        ))
+    }
+}
+
+fn print_report(report: &ExecutionReport) {
+    let c = &report.counts;
+    eprintln!(
+        "applied in {:.1}s: {} done, {} already gone, {} skipped (re-created since planning: {}), {} failed",
+        report.duration_ms as f64 / 1000.0,
+        c.done,
+        c.already_gone,
+        c.skipped + c.skipped_stale,
+        c.skipped_stale,
+        c.failed
+    );
+    for failure in report.failures() {
+        eprintln!(
+            "  failed: {} ({}): {:?}",
+            failure.target, failure.operation, failure.outcome
+        );
+    }
+    for phase in &report.phases {
+        if let Some(wait) = &phase.wait
+            && wait.timed_out
+        {
+            for remaining in &wait.remaining {
+                eprintln!(
+                    "  still present after {}: {} ({})",
+                    phase.id.title(),
+                    remaining.target,
+                    remaining.reasons.join("; ")
+                );
+            }
+        }
+    }
+    if let Some(stopped) = &report.stopped {
+        eprintln!(
+            "  stopped after {}: {}",
+            stopped.after.title(),
+            stopped.reason
+        );
+    }
+}
+
+async fn finish_with_verify(
+    cluster: &Cluster,
+    profile: &Profile,
+    options: &kubesweep::plan::PlanOptions,
+    report: Option<&ExecutionReport>,
+) -> Result<Exit, CliError> {
+    let verification = verify_cmd::verify(cluster, profile, options).await?;
+    print!("{}", verify_cmd::render(&verification, &profile.name));
+    let ok = verification.is_clean() && report.is_none_or(ExecutionReport::is_success);
+    Ok(if ok { Exit::Ok } else { Exit::Leftovers })
+}
