@@ -899,3 +899,125 @@ async fn executor_runs_phases_in_order_waits_and_reports() {
     assert!(matches!(err, execute::ExecuteError::WrongCluster { .. }));
     delete_namespace(&client, &user_ns).await;
 }
+
+/// Polls a namespace until `condition_type` is True; returns the namespace.
+async fn wait_for_namespace_condition(
+    client: &Client,
+    name: &str,
+    condition_type: &str,
+) -> DynamicObject {
+    let api = discover::dynamic_api(client, &types::namespace(), None);
+    for _ in 0..150 {
+        let ns = api.get(name).await.expect("namespace");
+        let set = ns
+            .data
+            .pointer("/status/conditions")
+            .and_then(|c| c.as_array())
+            .is_some_and(|c| {
+                c.iter()
+                    .any(|c| c["type"] == condition_type && c["status"] == "True")
+            });
+        if set {
+            return ns;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    panic!("namespace {name} never got condition {condition_type}");
+}
+
+#[tokio::test]
+async fn finalize_refuses_a_namespace_whose_content_remains() {
+    let client = client().await;
+    let name = unique_name("stuck-content");
+    let ns = create_namespace(&client, &name).await;
+    create_configmap(&client, &name, "held", &[], &["kubesweep.dev/hold"]).await;
+    Api::<Namespace>::all(client.clone())
+        .delete(&name, &DeleteParams::default())
+        .await
+        .expect("delete namespace");
+    wait_for_namespace_condition(&client, &name, "NamespaceFinalizersRemaining").await;
+
+    let target = ObjectRef {
+        resource: types::namespace(),
+        namespace: None,
+        name: name.clone(),
+        uid: ns.metadata.uid.clone().unwrap(),
+        resource_version: ns.metadata.resource_version.clone().unwrap(),
+    };
+    let action = single_action(target, Operation::FinalizeNamespaceIfStuck);
+    let not_allowed = execute::run_single(&client, &action, &RetryPolicy::standard(), false).await;
+    assert!(
+        matches!(&not_allowed, Outcome::Skipped { reason } if reason.contains("does not allow")),
+        "{not_allowed:?}"
+    );
+    let refused = execute::run_single(&client, &action, &RetryPolicy::standard(), true).await;
+    assert!(
+        matches!(&refused, Outcome::Skipped { reason } if reason.contains("content remains")),
+        "{refused:?}"
+    );
+    let still: Namespace = Api::all(client.clone())
+        .get(&name)
+        .await
+        .expect("namespace still there");
+    assert_eq!(
+        still.spec.unwrap().finalizers.unwrap(),
+        vec!["kubernetes".to_string()]
+    );
+
+    // Releasing the content lets the namespace controller finish on its own.
+    clear_finalizers(&client, &name, "held").await;
+}
+
+#[tokio::test]
+#[allow(clippy::await_holding_lock)] // the harness lock serialises whole tests by design
+async fn finalize_unblocks_an_empty_namespace_stuck_on_a_broken_api_group() {
+    let _lock = cluster_lock();
+    let client = client().await;
+    let name = unique_name("stuck-discovery");
+    let ns = create_namespace(&client, &name).await;
+    let group = format!("{}.test.kubesweep.dev", unique_name("blocker"));
+    let apiservice_name = format!("v1.{group}");
+    let apiservices = discover::dynamic_api(&client, &types::api_service(), None);
+    let apiservice: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "apiregistration.k8s.io/v1", "kind": "APIService",
+        "metadata": {"name": apiservice_name},
+        "spec": {"group": group, "version": "v1", "groupPriorityMinimum": 1000, "versionPriority": 15,
+                 "insecureSkipTLSVerify": true,
+                 "service": {"namespace": "default", "name": "kubesweep-missing-backend", "port": 443}}
+    }))
+    .unwrap();
+    apiservices
+        .create(&PostParams::default(), &apiservice)
+        .await
+        .expect("create APIService");
+    Api::<Namespace>::all(client.clone())
+        .delete(&name, &DeleteParams::default())
+        .await
+        .expect("delete namespace");
+    wait_for_namespace_condition(&client, &name, "NamespaceDeletionDiscoveryFailure").await;
+
+    let target = ObjectRef {
+        resource: types::namespace(),
+        namespace: None,
+        name: name.clone(),
+        uid: ns.metadata.uid.clone().unwrap(),
+        resource_version: ns.metadata.resource_version.clone().unwrap(),
+    };
+    let outcome = execute::run_single(
+        &client,
+        &single_action(target.clone(), Operation::FinalizeNamespaceIfStuck),
+        &RetryPolicy::standard(),
+        true,
+    )
+    .await;
+    let options = ExecuteOptions {
+        wait_timeout: Duration::from_secs(30),
+        ..ExecuteOptions::default()
+    };
+    let wait = execute::wait_for_deletion(&client, vec![target], &options).await;
+    let _ = apiservices
+        .delete(&apiservice_name, &DeleteParams::default())
+        .await;
+    assert!(matches!(outcome, Outcome::Done { .. }), "{outcome:?}");
+    assert!(!wait.timed_out, "{wait:?}");
+}
