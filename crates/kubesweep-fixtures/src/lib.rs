@@ -26,6 +26,7 @@ mod scale;
 mod seed;
 mod snapshot;
 mod teardown;
+pub mod verdict;
 
 pub use client::client_from_kubeconfig;
 pub use error::{Error, Result};

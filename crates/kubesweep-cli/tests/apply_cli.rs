@@ -1,0 +1,508 @@
+//! The `kubesweep` binary against the real control plane, on the seeded
+//! KubeSphere 4.1 footprint: the whole job (plan → apply → verify), the safety
+//! verdict on every kept object, idempotence, and every refusal that must
+//! happen before the first change (stale plan, other cluster, restricted
+//! credentials, no confirmation, blast radius, running controllers).
+//!
+//! All tests use the footprint's fixed names, so each takes the cluster lock.
+
+#![allow(clippy::await_holding_lock)] // the harness lock serialises whole tests by design
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::authentication::v1::TokenRequest;
+use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
+use kube::api::{Api, DeleteParams, DynamicObject, PostParams};
+use kube::{Client, ResourceExt};
+use kubesweep_fixtures::harness::{cluster_lock, kubeconfig_path, shared_client, unique_name};
+use kubesweep_fixtures::verdict::violations;
+use kubesweep_fixtures::{Footprint, Role, SeedOptions, seed, snapshot, teardown};
+use serde_json::json;
+
+/// The shared CRD the built-in profile keeps unless `--include-shared-crds`.
+const SHARED_CRD: &str = "applications.app.k8s.io";
+
+fn kubesweep(args: &[&str], kubeconfig: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_kubesweep"))
+        .args(args)
+        .env("KUBECONFIG", kubeconfig)
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("run kubesweep")
+}
+
+fn explain(output: &Output) -> String {
+    format!(
+        "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+fn test_kubeconfig() -> PathBuf {
+    PathBuf::from(kubeconfig_path())
+}
+
+/// UID and resourceVersion of every seeded object (any role), `None` when absent:
+/// equal before and after means nothing in the footprint was touched.
+async fn footprint_state(
+    client: &Client,
+    footprint: &Footprint,
+) -> BTreeMap<String, Option<(String, String)>> {
+    let mut state = BTreeMap::new();
+    for object in &footprint.objects {
+        let resource = object.api_resource();
+        let api: Api<DynamicObject> = match &object.key.namespace {
+            Some(ns) => Api::namespaced_with(client.clone(), ns, &resource),
+            None => Api::all_with(client.clone(), &resource),
+        };
+        let found = match api.get_opt(&object.key.name).await {
+            Ok(found) => found,
+            // The kind itself is gone (its CRD was removed).
+            Err(kube::Error::Api(e)) if e.code == 404 => None,
+            Err(e) => panic!("get {}: {e}", object.key),
+        };
+        state.insert(
+            object.key.to_string(),
+            found.map(|o| {
+                (
+                    o.uid().unwrap_or_default(),
+                    o.resource_version().unwrap_or_default(),
+                )
+            }),
+        );
+    }
+    state
+}
+
+async fn seeded(client: &Client) -> Footprint {
+    seed(client, &SeedOptions::default())
+        .await
+        .expect("seed the footprint")
+        .footprint
+}
+
+async fn reset(client: &Client, footprint: &Footprint) {
+    teardown(client, footprint, &SeedOptions::default())
+        .await
+        .expect("teardown");
+}
+
+#[tokio::test]
+async fn cli_removes_the_footprint_touching_nothing_else_and_a_second_apply_is_a_no_op() {
+    let _lock = cluster_lock();
+    let client = shared_client().await;
+    let kubeconfig = test_kubeconfig();
+    let footprint = seeded(&client).await;
+    let before = snapshot(&client, &footprint)
+        .await
+        .expect("snapshot before");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let plan_file = dir.path().join("plan.json");
+
+    let plan = kubesweep(
+        &["plan", "-o", plan_file.to_str().expect("utf-8")],
+        &kubeconfig,
+    );
+    assert_eq!(plan.status.code(), Some(0), "{}", explain(&plan));
+    let saved: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&plan_file).expect("plan file"))
+            .expect("plan JSON");
+    assert_eq!(saved["schema_version"], 1);
+
+    let apply = kubesweep(
+        &["apply", plan_file.to_str().expect("utf-8"), "--yes"],
+        &kubeconfig,
+    );
+    assert_eq!(apply.status.code(), Some(0), "{}", explain(&apply));
+    assert!(
+        String::from_utf8_lossy(&apply.stdout).contains("verify: clean"),
+        "{}",
+        explain(&apply)
+    );
+
+    // The garbage collector acts asynchronously on deleted owners (Workspaces,
+    // Applications): give it time to do damage, if it could, before judging.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+
+    let state = footprint_state(&client, &footprint).await;
+    for object in footprint.with_role(Role::Platform) {
+        let key = object.key.to_string();
+        if object.key.name == SHARED_CRD {
+            assert!(
+                state[&key].is_some(),
+                "the shared CRD {SHARED_CRD} is kept by default"
+            );
+        } else {
+            assert!(
+                state[&key].is_none(),
+                "platform object {key} is still there"
+            );
+        }
+    }
+    let after = snapshot(&client, &footprint).await.expect("snapshot after");
+    let bad = violations(&footprint, &before, &after);
+    assert!(
+        bad.is_empty(),
+        "the cleanup changed what it must not:\n{}",
+        bad.join("\n")
+    );
+    // The verdict allows the removal of KubeSphere keys; prove they are really gone.
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    for name in footprint
+        .system_namespaces()
+        .into_iter()
+        .chain(footprint.user_namespaces())
+    {
+        let ns = namespaces.get(name).await.expect("kept namespace exists");
+        assert!(
+            ns.metadata.deletion_timestamp.is_none(),
+            "{name} is being deleted"
+        );
+        let keys = ns
+            .labels()
+            .keys()
+            .chain(ns.annotations().keys())
+            .chain(ns.finalizers());
+        for key in keys {
+            assert!(
+                !kubesweep_fixtures::verdict::is_platform_key(key),
+                "{name} still carries {key}"
+            );
+        }
+        assert!(
+            ns.owner_references()
+                .iter()
+                .all(|r| !r.api_version.contains("kubesphere.io")),
+            "{name} still has a KubeSphere owner"
+        );
+    }
+
+    let verify = kubesweep(&["verify"], &kubeconfig);
+    assert_eq!(verify.status.code(), Some(0), "{}", explain(&verify));
+
+    let state_before_second = footprint_state(&client, &footprint).await;
+    let again = kubesweep(&["apply", "--yes"], &kubeconfig);
+    assert_eq!(again.status.code(), Some(0), "{}", explain(&again));
+    assert!(
+        stderr(&again).contains("nothing to do"),
+        "{}",
+        explain(&again)
+    );
+    assert_eq!(
+        state_before_second,
+        footprint_state(&client, &footprint).await,
+        "a second apply on a clean cluster must change nothing"
+    );
+
+    // The shared CRD goes only on request, and only because no foreign object uses it.
+    let shared = kubesweep(&["apply", "--yes", "--include-shared-crds"], &kubeconfig);
+    assert_eq!(shared.status.code(), Some(0), "{}", explain(&shared));
+    let state = footprint_state(&client, &footprint).await;
+    assert!(
+        state[&format!("CustomResourceDefinition.apiextensions.k8s.io {SHARED_CRD}")].is_none()
+    );
+    reset(&client, &footprint).await;
+}
+
+#[tokio::test]
+async fn a_plan_for_another_cluster_or_a_stale_plan_is_refused_before_any_change() {
+    let _lock = cluster_lock();
+    let client = shared_client().await;
+    let kubeconfig = test_kubeconfig();
+    let footprint = seeded(&client).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let plan_file = dir.path().join("plan.json");
+    let plan = kubesweep(
+        &["plan", "-o", plan_file.to_str().expect("utf-8")],
+        &kubeconfig,
+    );
+    assert_eq!(plan.status.code(), Some(0), "{}", explain(&plan));
+    let mut saved: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&plan_file).expect("plan"))
+            .expect("plan JSON");
+
+    // Another cluster: same objects, different kube-system UID.
+    saved["cluster"]["kube_system_uid"] = json!("00000000-0000-0000-0000-000000000000");
+    let foreign_plan = dir.path().join("other-cluster.json");
+    std::fs::write(&foreign_plan, saved.to_string()).expect("write plan");
+    let state = footprint_state(&client, &footprint).await;
+    let refused = kubesweep(
+        &["apply", foreign_plan.to_str().expect("utf-8"), "--yes"],
+        &kubeconfig,
+    );
+    assert_eq!(refused.status.code(), Some(6), "{}", explain(&refused));
+    assert!(
+        stderr(&refused).contains("another cluster"),
+        "{}",
+        explain(&refused)
+    );
+    assert_eq!(
+        state,
+        footprint_state(&client, &footprint).await,
+        "refused plan changed the cluster"
+    );
+
+    // Stale: a planned object deleted and re-created under the same name since planning.
+    let bindings: Api<ClusterRoleBinding> = Api::all(client.clone());
+    let original = bindings
+        .get("ks-core-post-delete")
+        .await
+        .expect("hook leftover seeded");
+    bindings
+        .delete("ks-core-post-delete", &DeleteParams::default())
+        .await
+        .expect("delete");
+    let mut recreated = original.clone();
+    recreated.metadata.uid = None;
+    recreated.metadata.resource_version = None;
+    recreated.metadata.creation_timestamp = None;
+    recreated.metadata.managed_fields = None;
+    let recreated = bindings
+        .create(&PostParams::default(), &recreated)
+        .await
+        .expect("re-create");
+    let state = footprint_state(&client, &footprint).await;
+    let stale = kubesweep(
+        &["apply", plan_file.to_str().expect("utf-8"), "--yes"],
+        &kubeconfig,
+    );
+    assert_eq!(stale.status.code(), Some(6), "{}", explain(&stale));
+    assert!(stderr(&stale).contains("stale"), "{}", explain(&stale));
+    assert!(
+        stderr(&stale).contains("ks-core-post-delete"),
+        "{}",
+        explain(&stale)
+    );
+    assert_eq!(
+        state,
+        footprint_state(&client, &footprint).await,
+        "stale plan changed the cluster"
+    );
+    assert_eq!(
+        bindings
+            .get("ks-core-post-delete")
+            .await
+            .expect("still there")
+            .metadata
+            .uid,
+        recreated.metadata.uid
+    );
+    reset(&client, &footprint).await;
+}
+
+/// A kubeconfig for a ServiceAccount that may only read.
+async fn read_only_kubeconfig(client: &Client, dir: &Path) -> (PathBuf, String, String) {
+    let name = unique_name("readonly");
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let ns = Namespace {
+        metadata: kube::api::ObjectMeta {
+            name: Some(name.clone()),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    namespaces
+        .create(&PostParams::default(), &ns)
+        .await
+        .expect("namespace");
+    let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), &name);
+    let sa = ServiceAccount {
+        metadata: kube::api::ObjectMeta {
+            name: Some("reader".into()),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    accounts
+        .create(&PostParams::default(), &sa)
+        .await
+        .expect("service account");
+    let role: ClusterRole = serde_json::from_value(json!({
+        "metadata": {"name": name},
+        "rules": [{"apiGroups": ["*"], "resources": ["*"], "verbs": ["get", "list", "watch"]}]
+    }))
+    .expect("role");
+    Api::<ClusterRole>::all(client.clone())
+        .create(&PostParams::default(), &role)
+        .await
+        .expect("cluster role");
+    let binding: ClusterRoleBinding = serde_json::from_value(json!({
+        "metadata": {"name": name},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": name},
+        "subjects": [{"kind": "ServiceAccount", "name": "reader", "namespace": name}]
+    }))
+    .expect("binding");
+    Api::<ClusterRoleBinding>::all(client.clone())
+        .create(&PostParams::default(), &binding)
+        .await
+        .expect("binding");
+    let token: TokenRequest = accounts
+        .create_token_request("reader", &PostParams::default(), &TokenRequest::default())
+        .await
+        .expect("token request");
+    let token = token.status.expect("token status").token;
+
+    // Same server and CA as the admin kubeconfig, the token as the user.
+    let admin: serde_json::Value = serde_json::to_value(
+        kube::config::Kubeconfig::read_from(kubeconfig_path()).expect("admin kubeconfig"),
+    )
+    .expect("kubeconfig as JSON");
+    let cluster = &admin["clusters"][0]["cluster"];
+    let config = json!({
+        "apiVersion": "v1", "kind": "Config",
+        "clusters": [{"name": "test", "cluster": cluster}],
+        "users": [{"name": "reader", "user": {"token": token}}],
+        "contexts": [{"name": "reader", "context": {"cluster": "test", "user": "reader"}}],
+        "current-context": "reader"
+    });
+    let path = dir.join("reader.kubeconfig");
+    std::fs::write(&path, config.to_string()).expect("write kubeconfig");
+    (path, name.clone(), name)
+}
+
+#[tokio::test]
+async fn restricted_credentials_get_a_permission_error_before_any_change() {
+    let _lock = cluster_lock();
+    let client = shared_client().await;
+    let footprint = seeded(&client).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (kubeconfig, namespace, rbac_name) = read_only_kubeconfig(&client, dir.path()).await;
+
+    let state = footprint_state(&client, &footprint).await;
+    let out = kubesweep(&["apply", "--yes"], &kubeconfig);
+    assert_eq!(out.status.code(), Some(4), "{}", explain(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("lack") && err.contains("delete"),
+        "{}",
+        explain(&out)
+    );
+    assert!(err.contains("nothing was changed"), "{}", explain(&out));
+    assert_eq!(
+        state,
+        footprint_state(&client, &footprint).await,
+        "a refused apply changed the cluster"
+    );
+
+    Api::<ClusterRoleBinding>::all(client.clone())
+        .delete(&rbac_name, &DeleteParams::default())
+        .await
+        .expect("cleanup");
+    Api::<ClusterRole>::all(client.clone())
+        .delete(&rbac_name, &DeleteParams::default())
+        .await
+        .expect("cleanup");
+    Api::<Namespace>::all(client.clone())
+        .delete(&namespace, &DeleteParams::default())
+        .await
+        .expect("cleanup");
+    reset(&client, &footprint).await;
+}
+
+#[tokio::test]
+async fn apply_refuses_without_confirmation_and_over_the_blast_radius() {
+    let _lock = cluster_lock();
+    let client = shared_client().await;
+    let kubeconfig = test_kubeconfig();
+    let footprint = seeded(&client).await;
+    let state = footprint_state(&client, &footprint).await;
+
+    // The test's stdin is not a terminal: without --yes there is nobody to ask.
+    let out = kubesweep(&["apply"], &kubeconfig);
+    assert_eq!(out.status.code(), Some(7), "{}", explain(&out));
+    assert!(stderr(&out).contains("--yes"), "{}", explain(&out));
+
+    let out = kubesweep(&["apply", "--yes", "--max-actions", "5"], &kubeconfig);
+    assert_eq!(out.status.code(), Some(7), "{}", explain(&out));
+    assert!(stderr(&out).contains("--allow-large"), "{}", explain(&out));
+
+    assert_eq!(
+        state,
+        footprint_state(&client, &footprint).await,
+        "a refused apply changed the cluster"
+    );
+    reset(&client, &footprint).await;
+}
+
+#[tokio::test]
+async fn running_controllers_block_apply_until_stopped() {
+    let _lock = cluster_lock();
+    let client = shared_client().await;
+    let kubeconfig = test_kubeconfig();
+    let footprint = seeded(&client).await;
+
+    // ks-core still half-installed: its controller Deployment runs (the
+    // controller manager creates its ReplicaSet and pod).
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), "kubesphere-system");
+    let deployment: Deployment = serde_json::from_value(json!({
+        "metadata": {"name": "ks-controller-manager", "namespace": "kubesphere-system"},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": {"app": "ks-controller-manager"}},
+            "template": {
+                "metadata": {"labels": {"app": "ks-controller-manager"}},
+                "spec": {"containers": [{"name": "manager", "image": "kubesphere/ks-controller-manager:v4.1.3"}]}
+            }
+        }
+    }))
+    .expect("deployment");
+    deployments
+        .create(&PostParams::default(), &deployment)
+        .await
+        .expect("create controller");
+    let mut has_pod = false;
+    for _ in 0..100 {
+        let d = deployments.get("ks-controller-manager").await.expect("get");
+        if d.status.and_then(|s| s.replicas).unwrap_or(0) > 0 {
+            has_pod = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(
+        has_pod,
+        "the deployment controller should have created a pod"
+    );
+
+    let state = footprint_state(&client, &footprint).await;
+    let out = kubesweep(&["apply", "--yes"], &kubeconfig);
+    assert_eq!(out.status.code(), Some(7), "{}", explain(&out));
+    assert!(
+        stderr(&out).contains("ks-controller-manager"),
+        "{}",
+        explain(&out)
+    );
+    assert_eq!(
+        state,
+        footprint_state(&client, &footprint).await,
+        "a refused apply changed the cluster"
+    );
+
+    let out = kubesweep(&["apply", "--yes", "--stop-controllers"], &kubeconfig);
+    assert_eq!(out.status.code(), Some(0), "{}", explain(&out));
+    assert!(
+        stderr(&out).contains("stopping platform controllers"),
+        "{}",
+        explain(&out)
+    );
+    let gone = Api::<Namespace>::all(client.clone())
+        .get_opt("kubesphere-system")
+        .await
+        .expect("get");
+    assert!(
+        gone.is_none(),
+        "kubesphere-system is removed once its controllers stopped"
+    );
+    reset(&client, &footprint).await;
+}
