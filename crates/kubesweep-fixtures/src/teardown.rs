@@ -15,7 +15,7 @@ use serde_json::{Map, Value, json};
 use crate::crds::{FOREIGN_CRDS, KUBESPHERE_V4_CRDS};
 use crate::error::{Error, Result};
 use crate::footprint::{Footprint, Role, SeededObject};
-use crate::seed::{SeedOptions, build_plan};
+use crate::seed::{SeedOptions, build_plan, retry_if};
 
 fn api(client: &Client, o: &SeededObject) -> Api<DynamicObject> {
     let ar = o.api_resource();
@@ -23,6 +23,12 @@ fn api(client: &Client, o: &SeededObject) -> Api<DynamicObject> {
         Some(ns) => Api::namespaced_with(client.clone(), ns, &ar),
         None => Api::all_with(client.clone(), &ar),
     }
+}
+
+/// The API server applies a deleted webhook configuration's removal a moment later: until then the
+/// Fail webhooks still reject requests (500). Conflicts and throttling are worth a retry too.
+fn webhook_lag(e: &kube::Error) -> bool {
+    matches!(e, kube::Error::Api(s) if matches!(s.code, 409 | 429 | 500 | 503 | 504))
 }
 
 fn missing(e: &kube::Error) -> bool {
@@ -38,16 +44,16 @@ async fn remove(client: &Client, o: &SeededObject) -> Result<()> {
     };
     if !o.finalizers.is_empty() {
         let body = json!({"metadata": {"finalizers": null}});
-        match api
-            .patch(&o.key.name, &PatchParams::default(), &Patch::Merge(&body))
-            .await
-        {
+        let patch = Patch::Merge(&body);
+        let params = PatchParams::default();
+        match retry_if(webhook_lag, || api.patch(&o.key.name, &params, &patch)).await {
             Ok(_) => {}
             Err(e) if missing(&e) => return Ok(()),
             Err(e) => return Err(err("patch", e)),
         }
     }
-    match api.delete(&o.key.name, &DeleteParams::background()).await {
+    let params = DeleteParams::background();
+    match retry_if(webhook_lag, || api.delete(&o.key.name, &params)).await {
         Ok(_) => Ok(()),
         Err(e) if missing(&e) => Ok(()),
         Err(e) => Err(err("delete", e)),
@@ -209,7 +215,7 @@ async fn restore_system_namespaces(
 }
 
 /// Clears the finalizers of every instance of one of the fixture CRDs.
-async fn strip_instances(client: &Client, crd_name: &str) -> Result<()> {
+pub(crate) async fn strip_instances(client: &Client, crd_name: &str) -> Result<()> {
     let Some(def) = KUBESPHERE_V4_CRDS
         .iter()
         .chain(FOREIGN_CRDS)

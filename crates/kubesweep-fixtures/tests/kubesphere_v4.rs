@@ -309,6 +309,11 @@ async fn teardown_restores_the_system_namespaces() {
             ns.spec.clone(),
         )
     };
+    // Start from a cluster without the footprint, whatever an earlier failed test left.
+    let planned = kubesweep_fixtures::footprint(&opts);
+    teardown(&client, &planned, &opts)
+        .await
+        .expect("teardown first");
     let mut before = BTreeMap::new();
     for name in SYSTEM_NAMESPACES {
         before.insert(*name, keys(&namespaces.get(name).await.expect("namespace")));
