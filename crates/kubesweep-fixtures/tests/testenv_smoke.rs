@@ -39,10 +39,16 @@ fn config_map(name: &str, namespace: &str) -> ConfigMap {
 async fn create_namespace(client: &kube::Client, name: &str) -> Namespace {
     let namespaces: Api<Namespace> = Api::all(client.clone());
     let ns = Namespace {
-        metadata: ObjectMeta { name: Some(name.into()), ..Default::default() },
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            ..Default::default()
+        },
         ..Default::default()
     };
-    namespaces.create(&PostParams::default(), &ns).await.expect("create namespace")
+    namespaces
+        .create(&PostParams::default(), &ns)
+        .await
+        .expect("create namespace")
 }
 
 #[tokio::test]
@@ -62,17 +68,28 @@ async fn namespace_controller_finalizes_a_deleted_namespace_with_content() {
     let name = unique_name("smoke-ns");
     create_namespace(&client, &name).await;
     let maps: Api<ConfigMap> = Api::namespaced(client.clone(), &name);
-    maps.create(&PostParams::default(), &config_map("content", &name)).await.expect("create configmap");
+    maps.create(&PostParams::default(), &config_map("content", &name))
+        .await
+        .expect("create configmap");
 
     let namespaces: Api<Namespace> = Api::all(client.clone());
-    namespaces.delete(&name, &DeleteParams::default()).await.expect("delete namespace");
+    namespaces
+        .delete(&name, &DeleteParams::default())
+        .await
+        .expect("delete namespace");
     let gone = eventually(Duration::from_secs(60), || async {
         matches!(namespaces.get_opt(&name).await, Ok(None))
     })
     .await;
-    assert!(gone, "namespace {name} was not finalized by the namespace controller within 60s");
     assert!(
-        maps.get_opt("content").await.expect("get configmap").is_none(),
+        gone,
+        "namespace {name} was not finalized by the namespace controller within 60s"
+    );
+    assert!(
+        maps.get_opt("content")
+            .await
+            .expect("get configmap")
+            .is_none(),
         "the namespace's content must be gone with it"
     );
 }
@@ -83,7 +100,10 @@ async fn garbage_collector_deletes_a_dependent_whose_owner_is_gone() {
     let name = unique_name("smoke-gc");
     create_namespace(&client, &name).await;
     let maps: Api<ConfigMap> = Api::namespaced(client.clone(), &name);
-    let owner = maps.create(&PostParams::default(), &config_map("owner", &name)).await.expect("create owner");
+    let owner = maps
+        .create(&PostParams::default(), &config_map("owner", &name))
+        .await
+        .expect("create owner");
     let mut dependent = config_map("dependent", &name);
     dependent.metadata.owner_references = Some(vec![OwnerReference {
         api_version: "v1".into(),
@@ -92,18 +112,35 @@ async fn garbage_collector_deletes_a_dependent_whose_owner_is_gone() {
         uid: owner.metadata.uid.clone().expect("owner uid"),
         ..Default::default()
     }]);
-    maps.create(&PostParams::default(), &dependent).await.expect("create dependent");
+    maps.create(&PostParams::default(), &dependent)
+        .await
+        .expect("create dependent");
     // A bystander without an ownerReference must survive the collection.
-    maps.create(&PostParams::default(), &config_map("bystander", &name)).await.expect("create bystander");
+    maps.create(&PostParams::default(), &config_map("bystander", &name))
+        .await
+        .expect("create bystander");
 
-    maps.delete("owner", &DeleteParams::background()).await.expect("delete owner");
+    maps.delete("owner", &DeleteParams::background())
+        .await
+        .expect("delete owner");
     let collected = eventually(Duration::from_secs(60), || async {
         matches!(maps.get_opt("dependent").await, Ok(None))
     })
     .await;
-    assert!(collected, "the garbage collector did not delete the dependent within 60s");
-    assert!(maps.get_opt("bystander").await.expect("get bystander").is_some());
+    assert!(
+        collected,
+        "the garbage collector did not delete the dependent within 60s"
+    );
+    assert!(
+        maps.get_opt("bystander")
+            .await
+            .expect("get bystander")
+            .is_some()
+    );
 
     let namespaces: Api<Namespace> = Api::all(client.clone());
-    namespaces.delete(&name, &DeleteParams::default()).await.expect("clean up namespace");
+    namespaces
+        .delete(&name, &DeleteParams::default())
+        .await
+        .expect("clean up namespace");
 }

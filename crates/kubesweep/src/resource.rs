@@ -90,7 +90,13 @@ impl ObjectRef {
 impl fmt::Display for ObjectRef {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.namespace {
-            Some(ns) => write!(f, "{}/{}/{}", self.resource.qualified_plural(), ns, self.name),
+            Some(ns) => write!(
+                f,
+                "{}/{}/{}",
+                self.resource.qualified_plural(),
+                ns,
+                self.name
+            ),
             None => write!(f, "{}/{}", self.resource.qualified_plural(), self.name),
         }
     }

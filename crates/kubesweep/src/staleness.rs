@@ -81,7 +81,10 @@ fn uid_index(inventory: &Inventory) -> HashMap<Key, String> {
     add(&types::mutating_webhook(), &inventory.mutating_webhooks);
     add(&types::api_service(), &inventory.api_services);
     add(&types::cluster_role(), &inventory.cluster_roles);
-    add(&types::cluster_role_binding(), &inventory.cluster_role_bindings);
+    add(
+        &types::cluster_role_binding(),
+        &inventory.cluster_role_bindings,
+    );
     add(&types::role(), &inventory.roles);
     add(&types::role_binding(), &inventory.role_bindings);
     add(&types::csr(), &inventory.csrs);
@@ -210,7 +213,8 @@ mod tests {
         let gone = Inventory::empty(identity("cluster-a"));
         assert_eq!(check_plan(&plan, &identity("cluster-a"), &gone), Ok(()));
         let mut same = Inventory::empty(identity("cluster-a"));
-        same.namespaces.push(namespace("kubesphere-system", "uid-1"));
+        same.namespaces
+            .push(namespace("kubesphere-system", "uid-1"));
         assert_eq!(check_plan(&plan, &identity("cluster-a"), &same), Ok(()));
     }
 }
