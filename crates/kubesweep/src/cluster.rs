@@ -157,7 +157,7 @@ impl std::fmt::Debug for Cluster {
 pub async fn connect(options: &ConnectOptions) -> Result<Cluster, ClusterError> {
     let (config, context) = load_config(options).await?;
     let server = config.cluster_url.to_string();
-    let client = Client::try_from(config).map_err(|source| ClusterError::ClientBuild {
+    let client = build_client(config).map_err(|source| ClusterError::ClientBuild {
         server: server.clone(),
         source,
     })?;
@@ -167,19 +167,48 @@ pub async fn connect(options: &ConnectOptions) -> Result<Cluster, ClusterError> 
 
 /// Builds a client from an explicit [`Config`] with kubesweep's transport
 /// settings (see [`tune_config`]). Used by tests that connect with a token.
+/// Must be called within a Tokio runtime (the retry layer spawns a worker).
 pub fn client_from_config(mut config: Config) -> Result<Client, ClusterError> {
     let server = config.cluster_url.to_string();
     tune_config(&mut config, &ConnectOptions::default());
-    Client::try_from(config).map_err(|source| ClusterError::ClientBuild { server, source })
+    build_client(config).map_err(|source| ClusterError::ClientBuild { server, source })
+}
+
+/// Builds the client with a short, server-aware retry layer at the HTTP level.
+///
+/// API Priority and Fairness rejects with a plain-text 429 whose only hint is
+/// the `Retry-After` header (no Status body, so no `retryAfterSeconds`; proven
+/// by the `throttled_requests_are_retried_until_they_succeed` test). kube-rs
+/// drops headers when it turns a response into `kube::Error`, so only a layer
+/// below it can honour the header. This layer retries 429/503/504 a few times
+/// (waiting what the server asks); [`crate::retry`] adds the longer horizon and
+/// the cases the layer does not see (other 5xx, broken connections).
+fn build_client(config: Config) -> Result<Client, kube::Error> {
+    let policy = kube::client::retry::RetryPolicy::new(
+        Duration::from_millis(100),
+        Duration::from_secs(10),
+        3,
+        true,
+    );
+    let builder = kube::client::ClientBuilder::try_from(config)?;
+    Ok(match policy {
+        // The retry layer needs a cloneable service; kube's stack is boxed, so
+        // a buffer (a channel to one worker task) goes in between.
+        Ok(policy) => builder
+            .with_layer(&tower::buffer::BufferLayer::new(1024))
+            .with_layer(&tower::retry::RetryLayer::new(policy))
+            .build(),
+        // Unreachable with the constants above; degrade to no layer rather than fail.
+        Err(_) => builder.build(),
+    })
 }
 
 /// Applies kubesweep's transport settings to a config.
 ///
 /// kube-rs 5 enables a tower retry layer by default that retries 429/503/504 up
 /// to 15 times with delays growing to minutes. A broken aggregated APIService
-/// answers 503, so discovery of one dead group would stall for minutes; and it
-/// would stack with our own retries (which also see 5xx bodies and connection
-/// resets). We turn it off and let [`crate::retry`] be the only retry policy.
+/// answers 503, so discovery of one dead group would stall for minutes. We turn
+/// it off and add a bounded one instead (see `build_client`).
 pub fn tune_config(config: &mut Config, options: &ConnectOptions) {
     config.default_retry = false;
     config.connect_timeout = Some(options.connect_timeout);

@@ -1021,3 +1021,139 @@ async fn finalize_unblocks_an_empty_namespace_stuck_on_a_broken_api_group() {
     assert!(matches!(outcome, Outcome::Done { .. }), "{outcome:?}");
     assert!(!wait.timed_out, "{wait:?}");
 }
+
+/// Throttles one service account hard with API Priority and Fairness (a
+/// priority level with a single seat that rejects instead of queuing) and
+/// checks what a 429 carries and that the retry wrapper rides it out.
+#[tokio::test]
+async fn throttled_requests_are_retried_until_they_succeed() {
+    let client = client().await;
+    let ns = unique_name("throttle");
+    create_namespace(&client, &ns).await;
+    let level_name = unique_name("kubesweep-throttle");
+    let levels = discover::dynamic_api(
+        &client,
+        &ResourceType {
+            group: "flowcontrol.apiserver.k8s.io".into(),
+            version: "v1".into(),
+            kind: "PriorityLevelConfiguration".into(),
+            plural: "prioritylevelconfigurations".into(),
+            namespaced: false,
+        },
+        None,
+    );
+    let schemas = discover::dynamic_api(
+        &client,
+        &ResourceType {
+            group: "flowcontrol.apiserver.k8s.io".into(),
+            version: "v1".into(),
+            kind: "FlowSchema".into(),
+            plural: "flowschemas".into(),
+            namespaced: false,
+        },
+        None,
+    );
+    let level: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "flowcontrol.apiserver.k8s.io/v1", "kind": "PriorityLevelConfiguration",
+        "metadata": {"name": level_name},
+        "spec": {"type": "Limited", "limited": {
+            "nominalConcurrencyShares": 1, "lendablePercent": 0, "borrowingLimitPercent": 0,
+            "limitResponse": {"type": "Reject"}}}
+    }))
+    .unwrap();
+    levels
+        .create(&PostParams::default(), &level)
+        .await
+        .expect("priority level");
+    let schema: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "flowcontrol.apiserver.k8s.io/v1", "kind": "FlowSchema",
+        "metadata": {"name": level_name},
+        "spec": {"priorityLevelConfiguration": {"name": level_name}, "matchingPrecedence": 500,
+            "rules": [{"subjects": [{"kind": "ServiceAccount", "serviceAccount": {"namespace": ns, "name": "flood"}}],
+                       "resourceRules": [{"verbs": ["*"], "apiGroups": ["*"], "resources": ["*"], "namespaces": ["*"], "clusterScope": true}],
+                       "nonResourceRules": [{"verbs": ["*"], "nonResourceURLs": ["*"]}]}]}
+    }))
+    .unwrap();
+    schemas
+        .create(&PostParams::default(), &schema)
+        .await
+        .expect("flow schema");
+    let binding = RoleBinding {
+        metadata: ObjectMeta {
+            name: Some("view".into()),
+            ..Default::default()
+        },
+        role_ref: RoleRef {
+            api_group: Some("rbac.authorization.k8s.io".into()),
+            kind: "ClusterRole".into(),
+            name: "view".into(),
+        },
+        subjects: Some(vec![Subject {
+            kind: "ServiceAccount".into(),
+            name: "flood".into(),
+            namespace: Some(ns.clone()),
+            ..Default::default()
+        }]),
+    };
+    Api::<RoleBinding>::namespaced(client.clone(), &ns)
+        .create(&PostParams::default(), &binding)
+        .await
+        .expect("binding");
+    let flood = service_account_client(&client, &ns, "flood").await;
+    // The API server picks up new flow-control objects asynchronously.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    let configmaps: Api<ConfigMap> = Api::namespaced(flood.clone(), &ns);
+    let burst = |policy: RetryPolicy| {
+        let configmaps = configmaps.clone();
+        async move {
+            futures::stream::iter(0..60)
+                .map(|_| {
+                    let configmaps = configmaps.clone();
+                    let policy = policy.clone();
+                    async move {
+                        let params = kube::api::ListParams::default();
+                        kubesweep::retry::with_retry(&policy, "list", || configmaps.list(&params))
+                            .await
+                    }
+                })
+                .buffer_unordered(60)
+                .collect::<Vec<_>>()
+                .await
+        }
+    };
+    let mut throttled = Vec::new();
+    for _ in 0..10 {
+        throttled = burst(RetryPolicy::none())
+            .await
+            .into_iter()
+            .filter_map(Result::err)
+            .filter(|e| kubesweep::retry::status_code(e) == Some(429))
+            .collect();
+        if !throttled.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let retried = burst(RetryPolicy::standard()).await;
+    let _ = schemas.delete(&level_name, &DeleteParams::default()).await;
+    let _ = levels.delete(&level_name, &DeleteParams::default()).await;
+    delete_namespace(&client, &ns).await;
+
+    assert!(!throttled.is_empty(), "the burst was never throttled");
+    for e in &throttled {
+        eprintln!(
+            "429 as seen through kube: {e:?} -> {:?}",
+            kubesweep::retry::classify(e)
+        );
+        assert!(matches!(
+            kubesweep::retry::classify(e),
+            kubesweep::retry::Retryable::Yes { .. }
+        ));
+    }
+    let failed: Vec<_> = retried.iter().filter_map(|r| r.as_ref().err()).collect();
+    assert!(
+        failed.is_empty(),
+        "retries did not ride out the throttling: {failed:?}"
+    );
+}
