@@ -6,8 +6,6 @@
 //!
 //! All tests use the footprint's fixed names, so each takes the cluster lock.
 
-#![allow(clippy::await_holding_lock)] // the harness lock serialises whole tests by design
-
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

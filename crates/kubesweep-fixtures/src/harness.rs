@@ -6,7 +6,6 @@
 //! that says how to start one.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard};
 
 /// Environment variable naming the kubeconfig of the shared test cluster.
 pub const KUBECONFIG_ENV: &str = "KUBESWEEP_TEST_KUBECONFIG";
@@ -52,10 +51,27 @@ pub fn unique_name(prefix: &str) -> String {
     name
 }
 
-/// Serialises the tests of one test binary that touch cluster-wide objects with
-/// fixed names (the seeded platform footprint, APIServices that break discovery).
-/// A test that panicked while holding it does not poison the others.
-pub fn cluster_lock() -> MutexGuard<'static, ()> {
-    static LOCK: Mutex<()> = Mutex::new(());
-    LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+/// Held while a test touches cluster-wide objects with fixed names; released on drop.
+#[derive(Debug)]
+pub struct ClusterLock {
+    _file: std::fs::File,
+}
+
+/// Serialises tests that touch cluster-wide objects with fixed names (the
+/// seeded platform footprint, APIServices that break discovery) — across
+/// threads and across processes sharing the cluster: an exclusive lock on a
+/// file next to the cluster's kubeconfig (flock: separate opens exclude each
+/// other even within one process). A test that panics releases it on unwind.
+pub fn cluster_lock() -> ClusterLock {
+    let kubeconfig = std::path::PathBuf::from(kubeconfig_path());
+    let path = kubeconfig.with_file_name("kubesweep-tests.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .unwrap_or_else(|e| panic!("cannot open the cluster lock {}: {e}", path.display()));
+    file.lock()
+        .unwrap_or_else(|e| panic!("cannot take the cluster lock {}: {e}", path.display()));
+    ClusterLock { _file: file }
 }

@@ -46,6 +46,10 @@ enum Command {
     Diff {
         /// A file written by `snapshot`.
         before: PathBuf,
+        /// Judge the changes as a cleanup's: exit 0 when kept objects lost only
+        /// KubeSphere keys and foreign objects are byte-identical; list the rest.
+        #[arg(long)]
+        cleanup: bool,
     },
     /// Count the footprint's objects found in the cluster.
     Summary,
@@ -115,12 +119,28 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 None => println!("{json}"),
             }
         }
-        Command::Diff { before } => {
+        Command::Diff { before, cleanup } => {
             let text = std::fs::read_to_string(&before)
                 .with_context(|| format!("read {}", before.display()))?;
             let before: kubesweep_fixtures::Snapshot =
                 serde_json::from_str(&text).context("parse the snapshot")?;
             let now = kubesweep_fixtures::snapshot(&client, &footprint).await?;
+            if cleanup {
+                let violations = kubesweep_fixtures::verdict::violations(&footprint, &before, &now);
+                for v in &violations {
+                    println!("{v}");
+                }
+                println!(
+                    "{} change(s), {} not allowed for a cleanup",
+                    before.changes(&now).len(),
+                    violations.len()
+                );
+                return Ok(if violations.is_empty() {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::from(1)
+                });
+            }
             let changes = before.diff(&now);
             for c in &changes {
                 println!("{c}");

@@ -6,10 +6,6 @@
 //! the footprint down at its end, because its aggregated APIService (unavailable by design) stops
 //! the namespace controller for the whole cluster.
 
-// Each #[tokio::test] runs on its own single-threaded runtime and thread, so holding the harness's
-// blocking cluster lock across awaits serialises the tests without starving anything.
-#![allow(clippy::await_holding_lock)]
-
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::admissionregistration::v1::{
