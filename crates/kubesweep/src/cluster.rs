@@ -82,6 +82,15 @@ pub enum ClusterError {
         #[source]
         source: kube::Error,
     },
+    /// Credentials could not be obtained locally (exec plugin, token file, OIDC refresh).
+    #[error("failed to obtain credentials for {server}")]
+    Credentials {
+        /// API server URL.
+        server: String,
+        /// The auth error.
+        #[source]
+        source: kube::Error,
+    },
     /// The server rejected the credentials (401).
     #[error("the API server at {server} rejected the credentials (401 Unauthorized): {message}")]
     Unauthorized {
@@ -157,10 +166,7 @@ impl std::fmt::Debug for Cluster {
 pub async fn connect(options: &ConnectOptions) -> Result<Cluster, ClusterError> {
     let (config, context) = load_config(options).await?;
     let server = config.cluster_url.to_string();
-    let client = build_client(config).map_err(|source| ClusterError::ClientBuild {
-        server: server.clone(),
-        source,
-    })?;
+    let client = build_client(config).map_err(|source| build_error(&server, source))?;
     let identity = identify(&client, &server, context).await?;
     Ok(Cluster { client, identity })
 }
@@ -171,7 +177,17 @@ pub async fn connect(options: &ConnectOptions) -> Result<Cluster, ClusterError> 
 pub fn client_from_config(mut config: Config) -> Result<Client, ClusterError> {
     let server = config.cluster_url.to_string();
     tune_config(&mut config, &ConnectOptions::default());
-    build_client(config).map_err(|source| ClusterError::ClientBuild { server, source })
+    build_client(config).map_err(|source| build_error(&server, source))
+}
+
+/// kube runs exec credential plugins while building the client, so a failing
+/// plugin surfaces here; name it as a credential problem.
+fn build_error(server: &str, source: kube::Error) -> ClusterError {
+    let server = server.to_string();
+    match source {
+        kube::Error::Auth(_) => ClusterError::Credentials { server, source },
+        source => ClusterError::ClientBuild { server, source },
+    }
 }
 
 /// Builds the client with a short, server-aware retry layer at the HTTP level.
@@ -251,6 +267,20 @@ fn classify(server: &str, source: kube::Error) -> ClusterError {
             server,
             message: status.message.clone(),
         },
+        kube::Error::Auth(auth) => ClusterError::Unauthorized {
+            server,
+            message: auth.to_string(),
+        },
+        e if matches!(
+            crate::retry::wrapped_kube_error(e),
+            Some(kube::Error::Auth(_))
+        ) =>
+        {
+            ClusterError::Unauthorized {
+                server,
+                message: crate::discover::error_message(e),
+            }
+        }
         e if crate::retry::is_transport_error(e) => ClusterError::Unreachable { server, source },
         _ => ClusterError::Api { server, source },
     }
@@ -430,6 +460,36 @@ users:
             }
             other => panic!("unexpected {other}"),
         }
+    }
+
+    #[tokio::test]
+    async fn failing_credential_plugin_is_not_reported_as_unreachable() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = write(
+            dir.path(),
+            "cfg",
+            r#"
+apiVersion: v1
+kind: Config
+clusters:
+- name: c1
+  cluster: {server: "https://127.0.0.1:1"}
+contexts:
+- name: alpha
+  context: {cluster: c1, user: u1}
+current-context: alpha
+users:
+- name: u1
+  user:
+    exec: {apiVersion: client.authentication.k8s.io/v1, command: /bin/false, interactiveMode: Never}
+"#,
+        );
+        let options = ConnectOptions {
+            kubeconfig: Some(path),
+            ..Default::default()
+        };
+        let err = connect(&options).await.expect_err("must fail");
+        assert!(matches!(err, ClusterError::Credentials { .. }), "{err}");
     }
 
     #[tokio::test]

@@ -118,8 +118,30 @@ pub fn classify(err: &kube::Error) -> Retryable {
 }
 
 /// True for errors below HTTP: refused/reset connections, TLS, timeouts.
+/// A credential failure (exec plugin, token file) is not one, even when a
+/// middleware layer wrapped it.
 pub fn is_transport_error(err: &kube::Error) -> bool {
-    matches!(err, kube::Error::HyperError(_) | kube::Error::Service(_))
+    match err {
+        kube::Error::HyperError(_) => true,
+        kube::Error::Service(_) => !matches!(wrapped_kube_error(err), Some(kube::Error::Auth(_))),
+        _ => false,
+    }
+}
+
+/// The `kube::Error` a middleware layer (our retry buffer) wrapped into
+/// `kube::Error::Service`, if any.
+pub fn wrapped_kube_error(err: &kube::Error) -> Option<&kube::Error> {
+    let kube::Error::Service(boxed) = err else {
+        return None;
+    };
+    let mut current: Option<&(dyn std::error::Error + 'static)> = Some(boxed.as_ref());
+    while let Some(e) = current {
+        if let Some(inner) = e.downcast_ref::<kube::Error>() {
+            return Some(inner);
+        }
+        current = e.source();
+    }
+    None
 }
 
 /// True for 404.

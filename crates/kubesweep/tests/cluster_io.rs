@@ -614,6 +614,78 @@ async fn custom_resource_with_finalizer_deleted_with_orphan_leaves_its_dependent
     delete_crd(&client, &group).await;
 }
 
+/// A kubeconfig for the test cluster authenticating with a bearer token (the
+/// public way to hand kube a token).
+async fn token_kubeconfig(token: &str) -> String {
+    let server = shared_config().await.cluster_url.to_string();
+    format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: {server}\n    insecure-skip-tls-verify: true\nusers:\n- name: u\n  user:\n    token: {token}\ncontexts:\n- name: test\n  context:\n    cluster: c\n    user: u\ncurrent-context: test\n"
+    )
+}
+
+#[tokio::test]
+async fn connect_tells_rejected_from_insufficient_credentials() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("bad-token");
+    std::fs::write(&path, token_kubeconfig("not-a-valid-token").await).unwrap();
+    let options = kubesweep::cluster::ConnectOptions {
+        kubeconfig: Some(path),
+        ..Default::default()
+    };
+    let err = kubesweep::cluster::connect(&options)
+        .await
+        .expect_err("401");
+    assert!(
+        matches!(err, kubesweep::cluster::ClusterError::Unauthorized { .. }),
+        "{err}"
+    );
+
+    // A valid service account without RBAC may not read kube-system.
+    let client = client().await;
+    let ns = unique_name("noperm");
+    create_namespace(&client, &ns).await;
+    let sas: Api<ServiceAccount> = Api::namespaced(client.clone(), &ns);
+    let account = ServiceAccount {
+        metadata: ObjectMeta {
+            name: Some("nobody".into()),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    sas.create(&PostParams::default(), &account)
+        .await
+        .expect("service account");
+    let request = k8s_openapi::api::authentication::v1::TokenRequest {
+        spec: Some(k8s_openapi::api::authentication::v1::TokenRequestSpec {
+            expiration_seconds: Some(600),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let token = sas
+        .create_token_request("nobody", &PostParams::default(), &request)
+        .await
+        .expect("token")
+        .status
+        .and_then(|s| s.token)
+        .expect("token");
+    let path = dir.path().join("no-rbac");
+    std::fs::write(&path, token_kubeconfig(&token).await).unwrap();
+    let options = kubesweep::cluster::ConnectOptions {
+        kubeconfig: Some(path),
+        context: Some("test".into()),
+        ..Default::default()
+    };
+    let err = kubesweep::cluster::connect(&options)
+        .await
+        .expect_err("403");
+    assert!(
+        matches!(err, kubesweep::cluster::ClusterError::Forbidden { .. }),
+        "{err}"
+    );
+    delete_namespace(&client, &ns).await;
+}
+
 /// A client authenticated as `system:serviceaccount:<ns>:<sa>` through a TokenRequest.
 async fn service_account_client(client: &Client, ns: &str, sa: &str) -> Client {
     let sas: Api<ServiceAccount> = Api::namespaced(client.clone(), ns);
@@ -642,11 +714,7 @@ async fn service_account_client(client: &Client, ns: &str, sa: &str) -> Client {
         .expect("token status")
         .token
         .expect("token");
-    let server = shared_config().await.cluster_url.to_string();
-    // A kubeconfig is the public way to hand kube a bearer token.
-    let kubeconfig = format!(
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: {server}\n    insecure-skip-tls-verify: true\nusers:\n- name: u\n  user:\n    token: {token}\ncontexts:\n- name: x\n  context:\n    cluster: c\n    user: u\ncurrent-context: x\n"
-    );
+    let kubeconfig = token_kubeconfig(&token).await;
     let kubeconfig = kube::config::Kubeconfig::from_yaml(&kubeconfig).expect("kubeconfig");
     let config = kube::Config::from_custom_kubeconfig(
         kubeconfig,
