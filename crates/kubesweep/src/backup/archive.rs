@@ -1,0 +1,597 @@
+//! Encoding and decoding of archive bytes: the tar + gzip stream with its
+//! metadata, index and one YAML file per object, optional age encryption of
+//! the whole stream, and the verification every reader runs before trusting
+//! anything (format version, index checksum, every entry's checksum, no
+//! missing or extra file, gzip trailer). No file system access here: the
+//! caller decides where the bytes live.
+
+use std::collections::{BTreeMap, HashSet};
+use std::io::{Read, Write};
+
+use flate2::Compression;
+use flate2::read::GzDecoder;
+use flate2::write::GzEncoder;
+use serde_json::Value;
+
+use super::collect::BackupObject;
+use super::format::{
+    BackupMetadata, FORMAT_VERSION, INDEX_PATH, Index, IndexEntry, METADATA_PATH, entry_path,
+    from_yaml, now_rfc3339, sha256_hex, to_yaml,
+};
+use crate::inventory::ClusterIdentity;
+
+/// First bytes of every binary age file.
+const AGE_MAGIC: &[u8] = b"age-encryption.org/";
+/// First bytes of every gzip stream.
+const GZIP_MAGIC: &[u8] = &[0x1f, 0x8b];
+
+/// Why an archive could not be written or read. Every read error means the
+/// archive must not be trusted.
+#[derive(Debug, thiserror::Error)]
+pub enum ArchiveError {
+    /// An object could not be serialised.
+    #[error("failed to serialise {object}: {message}")]
+    Encode {
+        /// Which object.
+        object: String,
+        /// Why.
+        message: String,
+    },
+    /// Compression or tar I/O failed while writing.
+    #[error("failed to write the archive stream")]
+    Write(#[source] std::io::Error),
+    /// The bytes are not a gzip stream (nor an age file).
+    #[error("not a kubesweep backup: neither gzip nor age-encrypted data")]
+    NotAnArchive,
+    /// The archive is encrypted and no identity was given.
+    #[error("the archive is encrypted with age; pass --identity FILE to read it")]
+    Encrypted,
+    /// Decryption failed (wrong identity, corrupted ciphertext).
+    #[error("failed to decrypt the archive")]
+    Decrypt(#[source] Box<age::DecryptError>),
+    /// Encryption failed.
+    #[error("failed to encrypt the archive")]
+    Encrypt(#[source] Box<age::EncryptError>),
+    /// The tar or gzip stream is damaged or truncated.
+    #[error("the archive is damaged or truncated")]
+    Corrupt(#[source] std::io::Error),
+    /// A required document is missing.
+    #[error("the archive has no {0} (truncated or not a kubesweep backup)")]
+    Missing(&'static str),
+    /// `metadata.json` or `index.json` does not parse.
+    #[error("{path} is malformed: {message}")]
+    Malformed {
+        /// Which document.
+        path: String,
+        /// Parser message.
+        message: String,
+    },
+    /// Written by an unknown format version.
+    #[error("unsupported backup format version {found} (this kubesweep reads {FORMAT_VERSION})")]
+    Version {
+        /// The version found.
+        found: u32,
+    },
+    /// A checksum does not match.
+    #[error("checksum mismatch for {path}: expected {expected}, found {found}")]
+    Checksum {
+        /// The file.
+        path: String,
+        /// From the index (or the metadata, for the index).
+        expected: String,
+        /// Of the bytes read.
+        found: String,
+    },
+    /// The index names a file the archive does not hold.
+    #[error("{path} is listed in the index but missing from the archive (truncated?)")]
+    MissingEntry {
+        /// The file.
+        path: String,
+    },
+    /// The archive holds a file the index does not name.
+    #[error("{path} is in the archive but not in the index")]
+    Unlisted {
+        /// The file.
+        path: String,
+    },
+    /// The index and the metadata disagree on the number of objects.
+    #[error("the metadata announces {expected} objects, the index lists {found}")]
+    Count {
+        /// From the metadata.
+        expected: usize,
+        /// In the index.
+        found: usize,
+    },
+}
+
+/// What goes into `metadata.json` besides what the writer computes.
+#[derive(Clone, Debug, Default)]
+pub struct MetadataInput {
+    /// The cluster the objects were read from.
+    pub cluster: ClusterIdentity,
+    /// Profile of the plan.
+    pub profile: String,
+    /// Digest of the plan.
+    pub plan_digest: String,
+    /// Types that could not be read (see [`BackupMetadata::incomplete`]).
+    pub incomplete: Vec<String>,
+}
+
+/// One verified object of an archive.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StoredObject {
+    /// Its index entry.
+    pub entry: IndexEntry,
+    /// The object as stored.
+    pub object: Value,
+}
+
+/// A fully read and verified archive.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Archive {
+    /// `metadata.json`.
+    pub metadata: BackupMetadata,
+    /// Every object, in index order.
+    pub objects: Vec<StoredObject>,
+}
+
+/// Encodes `objects` as a gzip-compressed tar stream.
+pub fn encode(objects: &[BackupObject], input: &MetadataInput) -> Result<Vec<u8>, ArchiveError> {
+    let mut files: Vec<(String, Vec<u8>)> = Vec::with_capacity(objects.len());
+    let mut index = Index::default();
+    let mut used: HashSet<String> = HashSet::new();
+    for o in objects {
+        let mut path = entry_path(&o.resource, o.namespace(), o.name());
+        if !used.insert(path.clone()) {
+            // Two objects at one path (same name seen through two versions of
+            // one kind): keep both, told apart by UID.
+            path = format!("{}.{}.yaml", path.trim_end_matches(".yaml"), o.uid());
+            used.insert(path.clone());
+        }
+        let yaml = to_yaml(&o.object).map_err(|message| ArchiveError::Encode {
+            object: path.clone(),
+            message,
+        })?;
+        let bytes = yaml.into_bytes();
+        index.entries.push(IndexEntry {
+            path: path.clone(),
+            resource: o.resource.clone(),
+            api_version: o.resource.api_version(),
+            kind: o.resource.kind.clone(),
+            namespace: o.namespace().map(str::to_owned),
+            name: o.name().to_owned(),
+            uid: o.uid().to_owned(),
+            operations: o.operations.clone(),
+            source: o.source,
+            restore: o.mode,
+            removed: o.removed.clone(),
+            terminating: o.object.pointer("/metadata/deletionTimestamp").is_some(),
+            sha256: sha256_hex(&bytes),
+            size: bytes.len() as u64,
+        });
+        files.push((path, bytes));
+    }
+    let index_bytes = pretty(&index, INDEX_PATH)?;
+    let metadata = BackupMetadata {
+        format_version: FORMAT_VERSION,
+        kubesweep_version: env!("CARGO_PKG_VERSION").to_owned(),
+        created_at: now_rfc3339(),
+        cluster: input.cluster.clone(),
+        profile: input.profile.clone(),
+        plan_digest: input.plan_digest.clone(),
+        entries: index.entries.len(),
+        index_sha256: sha256_hex(&index_bytes),
+        incomplete: input.incomplete.clone(),
+    };
+    let metadata_bytes = pretty(&metadata, METADATA_PATH)?;
+
+    let gz = GzEncoder::new(Vec::new(), Compression::default());
+    let mut tar = tar::Builder::new(gz);
+    let mtime = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let mut append = |path: &str, data: &[u8]| -> Result<(), ArchiveError> {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(data.len() as u64);
+        // The archive holds Secrets: whoever extracts it gets private files.
+        header.set_mode(0o600);
+        header.set_mtime(mtime);
+        header.set_entry_type(tar::EntryType::Regular);
+        tar.append_data(&mut header, path, data)
+            .map_err(ArchiveError::Write)
+    };
+    append(METADATA_PATH, &metadata_bytes)?;
+    append(INDEX_PATH, &index_bytes)?;
+    for (path, bytes) in &files {
+        append(path, bytes)?;
+    }
+    let gz = tar.into_inner().map_err(ArchiveError::Write)?;
+    gz.finish().map_err(ArchiveError::Write)
+}
+
+fn pretty<T: serde::Serialize>(value: &T, path: &str) -> Result<Vec<u8>, ArchiveError> {
+    serde_json::to_vec_pretty(value).map_err(|e| ArchiveError::Encode {
+        object: path.to_owned(),
+        message: e.to_string(),
+    })
+}
+
+/// Encrypts archive bytes to every recipient (any one identity decrypts).
+pub fn encrypt(
+    plain: &[u8],
+    recipients: &[Box<dyn age::Recipient + Send>],
+) -> Result<Vec<u8>, ArchiveError> {
+    let encryptor = age::Encryptor::with_recipients(
+        recipients.iter().map(|r| r.as_ref() as &dyn age::Recipient),
+    )
+    .map_err(|e| ArchiveError::Encrypt(Box::new(e)))?;
+    let mut out = Vec::with_capacity(plain.len() + 1024);
+    let mut writer = encryptor
+        .wrap_output(&mut out)
+        .map_err(ArchiveError::Write)?;
+    writer.write_all(plain).map_err(ArchiveError::Write)?;
+    writer.finish().map_err(ArchiveError::Write)?;
+    Ok(out)
+}
+
+/// Whether `bytes` look like an age-encrypted file.
+pub fn is_encrypted(bytes: &[u8]) -> bool {
+    bytes.starts_with(AGE_MAGIC)
+}
+
+/// Decrypts (when needed) and fully verifies archive bytes. Nothing of an
+/// archive is returned unless all of it checks out.
+pub fn decode(
+    bytes: &[u8],
+    identities: &[Box<dyn age::Identity + Send + Sync>],
+) -> Result<Archive, ArchiveError> {
+    if is_encrypted(bytes) {
+        if identities.is_empty() {
+            return Err(ArchiveError::Encrypted);
+        }
+        let decryptor = age::Decryptor::new(bytes).map_err(|e| ArchiveError::Decrypt(Box::new(e)))?;
+        let mut reader = decryptor
+            .decrypt(identities.iter().map(|i| i.as_ref() as &dyn age::Identity))
+            .map_err(|e| ArchiveError::Decrypt(Box::new(e)))?;
+        let mut plain = Vec::new();
+        reader
+            .read_to_end(&mut plain)
+            .map_err(ArchiveError::Corrupt)?;
+        return decode_plain(&plain);
+    }
+    decode_plain(bytes)
+}
+
+fn decode_plain(bytes: &[u8]) -> Result<Archive, ArchiveError> {
+    if !bytes.starts_with(GZIP_MAGIC) {
+        return Err(ArchiveError::NotAnArchive);
+    }
+    let mut tar = tar::Archive::new(GzDecoder::new(bytes));
+    let mut files: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+    for entry in tar.entries().map_err(ArchiveError::Corrupt)? {
+        let mut entry = entry.map_err(ArchiveError::Corrupt)?;
+        let path = entry
+            .path()
+            .map_err(ArchiveError::Corrupt)?
+            .to_string_lossy()
+            .into_owned();
+        let mut data = Vec::new();
+        entry
+            .read_to_end(&mut data)
+            .map_err(ArchiveError::Corrupt)?;
+        files.insert(path, data);
+    }
+    // tar stops at its end marker; reading on makes gzip check its CRC and
+    // length trailer, which catches damage and truncation past the marker.
+    let mut rest = Vec::new();
+    tar.into_inner()
+        .read_to_end(&mut rest)
+        .map_err(ArchiveError::Corrupt)?;
+
+    let metadata_bytes = files
+        .remove(METADATA_PATH)
+        .ok_or(ArchiveError::Missing(METADATA_PATH))?;
+    let metadata: BackupMetadata =
+        serde_json::from_slice(&metadata_bytes).map_err(|e| ArchiveError::Malformed {
+            path: METADATA_PATH.into(),
+            message: e.to_string(),
+        })?;
+    if metadata.format_version != FORMAT_VERSION {
+        return Err(ArchiveError::Version {
+            found: metadata.format_version,
+        });
+    }
+    let index_bytes = files
+        .remove(INDEX_PATH)
+        .ok_or(ArchiveError::Missing(INDEX_PATH))?;
+    let found = sha256_hex(&index_bytes);
+    if found != metadata.index_sha256 {
+        return Err(ArchiveError::Checksum {
+            path: INDEX_PATH.into(),
+            expected: metadata.index_sha256.clone(),
+            found,
+        });
+    }
+    let index: Index =
+        serde_json::from_slice(&index_bytes).map_err(|e| ArchiveError::Malformed {
+            path: INDEX_PATH.into(),
+            message: e.to_string(),
+        })?;
+    if index.entries.len() != metadata.entries {
+        return Err(ArchiveError::Count {
+            expected: metadata.entries,
+            found: index.entries.len(),
+        });
+    }
+    let mut objects = Vec::with_capacity(index.entries.len());
+    for entry in index.entries {
+        let bytes = files
+            .remove(&entry.path)
+            .ok_or_else(|| ArchiveError::MissingEntry {
+                path: entry.path.clone(),
+            })?;
+        let found = sha256_hex(&bytes);
+        if found != entry.sha256 {
+            return Err(ArchiveError::Checksum {
+                path: entry.path.clone(),
+                expected: entry.sha256.clone(),
+                found,
+            });
+        }
+        let text = String::from_utf8(bytes).map_err(|e| ArchiveError::Malformed {
+            path: entry.path.clone(),
+            message: e.to_string(),
+        })?;
+        let object = from_yaml(&text).map_err(|message| ArchiveError::Malformed {
+            path: entry.path.clone(),
+            message,
+        })?;
+        objects.push(StoredObject { entry, object });
+    }
+    if let Some(path) = files.into_keys().next() {
+        return Err(ArchiveError::Unlisted { path });
+    }
+    Ok(Archive { metadata, objects })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backup::format::{RemovedMetadata, RestoreMode, Source};
+    use crate::resource::ResourceType;
+    use serde_json::json;
+
+    fn objects() -> Vec<BackupObject> {
+        let secrets = ResourceType {
+            group: String::new(),
+            version: "v1".into(),
+            kind: "Secret".into(),
+            plural: "secrets".into(),
+            namespaced: true,
+        };
+        let users = ResourceType {
+            group: "iam.kubesphere.io".into(),
+            version: "v1beta1".into(),
+            kind: "User".into(),
+            plural: "users".into(),
+            namespaced: false,
+        };
+        let namespaces = ResourceType {
+            group: String::new(),
+            version: "v1".into(),
+            kind: "Namespace".into(),
+            plural: "namespaces".into(),
+            namespaced: false,
+        };
+        let mut kept = BackupObject {
+            resource: namespaces,
+            object: json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "default", "uid": "n1", "labels": {"kubesphere.io/workspace": "system-workspace"}}}),
+            operations: vec!["strip metadata".into()],
+            source: Source::PlanTarget,
+            mode: RestoreMode::PutBack,
+            removed: None,
+        };
+        kept.removed = Some(RemovedMetadata {
+            labels: [("kubesphere.io/workspace".into(), "system-workspace".into())].into(),
+            ..Default::default()
+        });
+        vec![
+            BackupObject {
+                resource: secrets,
+                object: json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "sh.helm.release.v1.ks-core.v1", "namespace": "kubesphere-system", "uid": "s1"}, "type": "helm.sh/release.v1", "data": {"release": "SDRzSUFBQUFBQUFBLw=="}}),
+                operations: vec!["delete".into()],
+                source: Source::NamespaceContent,
+                mode: RestoreMode::Recreate,
+                removed: None,
+            },
+            BackupObject {
+                resource: users,
+                object: json!({"apiVersion": "iam.kubesphere.io/v1beta1", "kind": "User", "metadata": {"name": "admin", "uid": "u1", "deletionTimestamp": "2025-01-01T00:00:00Z", "finalizers": ["finalizers.kubesphere.io/users"]}, "spec": {"email": "admin@kubesphere.io"}}),
+                operations: vec!["strip finalizers, delete".into()],
+                source: Source::PlanTarget,
+                mode: RestoreMode::Recreate,
+                removed: None,
+            },
+            kept,
+        ]
+    }
+
+    fn input() -> MetadataInput {
+        MetadataInput {
+            cluster: ClusterIdentity {
+                kube_system_uid: "ks-uid".into(),
+                server: "https://127.0.0.1:6443".into(),
+                context: None,
+            },
+            profile: "kubesphere".into(),
+            plan_digest: "abc".into(),
+            incomplete: vec![],
+        }
+    }
+
+    fn no_identity() -> Vec<Box<dyn age::Identity + Send + Sync>> {
+        Vec::new()
+    }
+
+    #[test]
+    fn an_archive_reads_back_exactly_what_was_written() {
+        let objects = objects();
+        let bytes = encode(&objects, &input()).expect("encode");
+        let archive = decode(&bytes, &no_identity()).expect("decode");
+        assert_eq!(archive.metadata.entries, 3);
+        assert_eq!(archive.metadata.cluster.kube_system_uid, "ks-uid");
+        assert_eq!(archive.metadata.plan_digest, "abc");
+        assert_eq!(archive.objects.len(), 3);
+        for (stored, original) in archive.objects.iter().zip(&objects) {
+            assert_eq!(stored.object, original.object);
+            assert_eq!(stored.entry.restore, original.mode);
+            assert_eq!(stored.entry.removed, original.removed);
+        }
+        let paths: Vec<&str> = archive
+            .objects
+            .iter()
+            .map(|o| o.entry.path.as_str())
+            .collect();
+        assert_eq!(
+            paths,
+            [
+                "resources/core/v1/Secret/kubesphere-system/sh.helm.release.v1.ks-core.v1.yaml",
+                "resources/iam.kubesphere.io/v1beta1/User/_cluster/admin.yaml",
+                "resources/core/v1/Namespace/_cluster/default.yaml",
+            ]
+        );
+        assert!(archive.objects[1].entry.terminating);
+        assert!(!archive.objects[0].entry.terminating);
+    }
+
+    #[test]
+    fn every_truncation_is_refused() {
+        let bytes = encode(&objects(), &input()).expect("encode");
+        for len in (0..bytes.len()).step_by(7).chain([bytes.len() - 1]) {
+            assert!(
+                decode(&bytes[..len], &no_identity()).is_err(),
+                "a truncation to {len} of {} bytes was accepted",
+                bytes.len()
+            );
+        }
+    }
+
+    #[test]
+    fn no_flipped_byte_goes_unnoticed() {
+        let bytes = encode(&objects(), &input()).expect("encode");
+        let original = decode(&bytes, &no_identity()).expect("decode");
+        let mut refused = 0;
+        // gzip's header holds fields readers ignore (mtime, OS, extra flags):
+        // start past it. A flip in deflate's padding bits changes nothing
+        // decoded, so the property is: refused, or read back identical.
+        for i in 10..bytes.len() {
+            let mut damaged = bytes.clone();
+            damaged[i] ^= 0x01;
+            match decode(&damaged, &no_identity()) {
+                Err(_) => refused += 1,
+                Ok(read) => {
+                    assert_eq!(read.objects, original.objects, "flip at {i} went unnoticed")
+                }
+            }
+        }
+        assert!(
+            refused >= bytes.len() - 20,
+            "only {refused} of {} flips refused",
+            bytes.len()
+        );
+    }
+
+    /// Builds a tar.gz by hand so the checks behind gzip and tar are tested too.
+    fn rebuild(files: &[(&str, Vec<u8>)]) -> Vec<u8> {
+        let mut tar = tar::Builder::new(GzEncoder::new(Vec::new(), Compression::fast()));
+        for (path, data) in files {
+            let mut header = tar::Header::new_gnu();
+            header.set_size(data.len() as u64);
+            header.set_mode(0o600);
+            tar.append_data(&mut header, path, data.as_slice())
+                .expect("append");
+        }
+        tar.into_inner().expect("tar").finish().expect("gzip")
+    }
+
+    fn files_of(bytes: &[u8]) -> Vec<(String, Vec<u8>)> {
+        let mut tar = tar::Archive::new(GzDecoder::new(bytes));
+        tar.entries()
+            .expect("entries")
+            .map(|e| {
+                let mut e = e.expect("entry");
+                let path = e.path().expect("path").to_string_lossy().into_owned();
+                let mut data = Vec::new();
+                e.read_to_end(&mut data).expect("read");
+                (path, data)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_changed_entry_a_missing_entry_or_an_extra_file_is_refused_with_its_name() {
+        let bytes = encode(&objects(), &input()).expect("encode");
+        let files = files_of(&bytes);
+        let as_refs = |files: &[(String, Vec<u8>)]| -> Vec<(String, Vec<u8>)> { files.to_vec() };
+
+        let mut changed = as_refs(&files);
+        changed[2].1 = b"apiVersion: v1\nkind: Secret\n".to_vec();
+        let owned: Vec<(&str, Vec<u8>)> = changed
+            .iter()
+            .map(|(p, d)| (p.as_str(), d.clone()))
+            .collect();
+        let err = decode(&rebuild(&owned), &no_identity()).expect_err("changed");
+        assert!(
+            matches!(&err, ArchiveError::Checksum { path, .. } if path.contains("Secret")),
+            "{err}"
+        );
+
+        let missing: Vec<(&str, Vec<u8>)> = files[..4]
+            .iter()
+            .map(|(p, d)| (p.as_str(), d.clone()))
+            .collect();
+        let err = decode(&rebuild(&missing), &no_identity()).expect_err("missing");
+        assert!(
+            matches!(&err, ArchiveError::MissingEntry { path } if path.contains("default")),
+            "{err}"
+        );
+
+        let mut extra: Vec<(&str, Vec<u8>)> =
+            files.iter().map(|(p, d)| (p.as_str(), d.clone())).collect();
+        extra.push(("resources/core/v1/Secret/x/y.yaml", b"{}".to_vec()));
+        let err = decode(&rebuild(&extra), &no_identity()).expect_err("extra");
+        assert!(matches!(err, ArchiveError::Unlisted { .. }), "{err}");
+
+        let err = decode(b"PK\x03\x04 a zip", &no_identity()).expect_err("not ours");
+        assert!(matches!(err, ArchiveError::NotAnArchive), "{err}");
+    }
+
+    #[test]
+    fn an_encrypted_archive_needs_the_identity() {
+        let bytes = encode(&objects(), &input()).expect("encode");
+        let identity = age::x25519::Identity::generate();
+        let recipients: Vec<Box<dyn age::Recipient + Send>> = vec![Box::new(identity.to_public())];
+        let sealed = encrypt(&bytes, &recipients).expect("encrypt");
+        assert!(is_encrypted(&sealed));
+        // The plaintext (Secret data included) is not readable in the file.
+        assert!(
+            !sealed
+                .windows(b"helm.sh/release.v1".len())
+                .any(|w| w == b"helm.sh/release.v1")
+        );
+        let err = decode(&sealed, &no_identity()).expect_err("no identity");
+        assert!(matches!(err, ArchiveError::Encrypted), "{err}");
+        let other: Vec<Box<dyn age::Identity + Send + Sync>> =
+            vec![Box::new(age::x25519::Identity::generate())];
+        let err = decode(&sealed, &other).expect_err("wrong identity");
+        assert!(matches!(err, ArchiveError::Decrypt(_)), "{err}");
+        let right: Vec<Box<dyn age::Identity + Send + Sync>> = vec![Box::new(identity)];
+        let archive = decode(&sealed, &right).expect("decrypt");
+        assert_eq!(archive.objects.len(), 3);
+        let mut damaged = sealed.clone();
+        let last = damaged.len() - 3;
+        damaged[last] ^= 0x80;
+        assert!(decode(&damaged, &right).is_err());
+    }
+}

@@ -1,0 +1,96 @@
+//! Cluster I/O of taking a backup: the content of the namespaces a plan
+//! deletes. The plan names a namespace, not what is in it, yet deleting it
+//! destroys its Secrets, ConfigMaps, workloads and RBAC; so every namespaced
+//! type that can be listed and created again is listed in those namespaces,
+//! right before execution, leaving out what controllers re-create on their own.
+
+use futures::StreamExt;
+use kube::Client;
+
+use super::collect::{BackupObject, skip_namespace_content};
+use super::format::{RestoreMode, Source};
+use crate::discover::{ApiDiscoveryError, discover_api, error_message, list_in_namespaces};
+
+/// How many types are listed at the same time.
+const CONCURRENCY: usize = 8;
+
+/// Why the content of the deleted namespaces could not be read completely.
+#[derive(Debug, thiserror::Error)]
+pub enum ContentError {
+    /// The served APIs could not be read.
+    #[error("failed to discover the served APIs")]
+    Discovery(#[from] ApiDiscoveryError),
+    /// Listing a served type failed: the backup would miss its objects.
+    #[error("failed to list {resource} in the namespaces being deleted")]
+    List {
+        /// `plural.group`.
+        resource: String,
+        /// The underlying error.
+        #[source]
+        source: kube::Error,
+    },
+}
+
+/// The content of `namespaces`, and the group-versions that could not be read
+/// (an aggregated API whose backend is gone stores nothing in the cluster, so
+/// it is reported, not fatal).
+pub async fn namespace_content(
+    client: &Client,
+    namespaces: &[String],
+) -> Result<(Vec<BackupObject>, Vec<String>), ContentError> {
+    if namespaces.is_empty() {
+        return Ok((Vec::new(), Vec::new()));
+    }
+    let catalog = discover_api(client).await?;
+    let incomplete: Vec<String> = catalog
+        .broken
+        .iter()
+        .map(|b| format!("{}: {}", b.group_version, b.message))
+        .collect();
+    let types: Vec<_> = catalog
+        .resources
+        .iter()
+        .filter(|r| r.resource.namespaced)
+        .filter(|r| r.verbs.iter().any(|v| v == "list") && r.verbs.iter().any(|v| v == "create"))
+        .map(|r| r.resource.clone())
+        .collect();
+    let listed: Vec<_> = futures::stream::iter(types)
+        .map(|rt| async move {
+            let result = list_in_namespaces(client, &rt, namespaces, None).await;
+            (rt, result)
+        })
+        .buffered(CONCURRENCY)
+        .collect()
+        .await;
+    let mut out = Vec::new();
+    for (rt, result) in listed {
+        let objects = match result {
+            Ok(objects) => objects,
+            // Served but not listable after all (a type removed meanwhile).
+            Err(e) if crate::retry::status_code(&e) == Some(404) => {
+                tracing::debug!(resource = %rt, error = %error_message(&e), "type vanished while listing");
+                continue;
+            }
+            Err(source) => {
+                return Err(ContentError::List {
+                    resource: rt.qualified_plural(),
+                    source,
+                });
+            }
+        };
+        for object in objects {
+            if skip_namespace_content(&rt, &object) {
+                continue;
+            }
+            let ns = object.metadata.namespace.clone().unwrap_or_default();
+            out.push(BackupObject::from_dynamic(
+                &rt,
+                &object,
+                vec![format!("deleted with namespace {ns}")],
+                Source::NamespaceContent,
+                RestoreMode::Recreate,
+            ));
+        }
+    }
+    Ok((out, incomplete))
+}

@@ -1,0 +1,421 @@
+//! Backup files on disk: written so that a crash never leaves a half file
+//! under the final name (temporary file in the target directory, fsync,
+//! rename, fsync of the directory), private (mode 0600: it holds Secrets), and
+//! read back and verified before the caller may mutate anything. Also loads
+//! age recipients and identity files.
+
+use std::fs::{self, File};
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use super::archive::{self, Archive, ArchiveError};
+use super::format::sha256_hex;
+
+/// Where to write a backup.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Destination {
+    /// A directory; the file name is generated (time and cluster) and never
+    /// replaces an existing file.
+    Directory(PathBuf),
+    /// Exactly this file (replaced if it exists, atomically).
+    File(PathBuf),
+}
+
+/// A backup written, synced and verified.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WrittenBackup {
+    /// Where it is.
+    pub path: PathBuf,
+    /// Its size in bytes.
+    pub size: u64,
+    /// Hex sha256 of the file.
+    pub sha256: String,
+    /// Objects in it.
+    pub objects: usize,
+    /// Whether it is age-encrypted.
+    pub encrypted: bool,
+}
+
+/// Why a backup file could not be written, read or verified.
+#[derive(Debug, thiserror::Error)]
+pub enum BackupFileError {
+    /// The target directory could not be created or used.
+    #[error("cannot use backup directory {dir}")]
+    Directory {
+        /// The directory.
+        dir: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Writing, syncing or renaming failed.
+    #[error("failed to write backup {path}")]
+    Write {
+        /// The file being written.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file already exists (directory mode never replaces a backup).
+    #[error("backup {path} already exists")]
+    Exists {
+        /// The file.
+        path: PathBuf,
+    },
+    /// Reading a file failed.
+    #[error("failed to read {path}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The bytes on disk differ from the bytes written.
+    #[error(
+        "backup {path} reads back differently from what was written (sha256 {expected}, found {found})"
+    )]
+    ReadBack {
+        /// The file.
+        path: PathBuf,
+        /// Of the bytes written.
+        expected: String,
+        /// Of the bytes read.
+        found: String,
+    },
+    /// The archive (as built, or as read) does not verify.
+    #[error("backup {path} does not verify")]
+    Archive {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        #[source]
+        source: ArchiveError,
+    },
+    /// An `--encrypt-to` value is not an age recipient.
+    #[error("{value:?} is not an age recipient (age1...): {message}")]
+    Recipient {
+        /// The value given.
+        value: String,
+        /// Parser message.
+        message: String,
+    },
+    /// An identity file is unreadable or holds no usable identity.
+    #[error("cannot use age identity file {path}: {message}")]
+    Identity {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        message: String,
+    },
+}
+
+/// Parses `age1...` recipients.
+pub fn parse_recipients(
+    values: &[String],
+) -> Result<Vec<Box<dyn age::Recipient + Send>>, BackupFileError> {
+    values
+        .iter()
+        .map(|v| {
+            age::x25519::Recipient::from_str(v.trim())
+                .map(|r| Box::new(r) as Box<dyn age::Recipient + Send>)
+                .map_err(|message| BackupFileError::Recipient {
+                    value: v.clone(),
+                    message: message.to_string(),
+                })
+        })
+        .collect()
+}
+
+/// Loads the identities of an age identity file (as `age-keygen` writes).
+pub fn load_identities(
+    path: &Path,
+) -> Result<Vec<Box<dyn age::Identity + Send + Sync>>, BackupFileError> {
+    let identity_error = |message: String| BackupFileError::Identity {
+        path: path.to_path_buf(),
+        message,
+    };
+    let file = age::IdentityFile::from_file(path.to_string_lossy().into_owned())
+        .map_err(|e| identity_error(e.to_string()))?;
+    let identities = file
+        .into_identities()
+        .map_err(|e| identity_error(e.to_string()))?;
+    if identities.is_empty() {
+        return Err(identity_error("no identity in the file".into()));
+    }
+    Ok(identities)
+}
+
+/// Generated file name: `kubesweep-backup-<UTC time>-<cluster>.tar.gz[.age]`.
+pub fn file_name(kube_system_uid: &str, encrypted: bool) -> String {
+    let time = k8s_openapi::jiff::Timestamp::now().strftime("%Y%m%dT%H%M%SZ");
+    let cluster: String = kube_system_uid.chars().take(8).collect();
+    let cluster = if cluster.is_empty() {
+        "cluster".to_owned()
+    } else {
+        cluster
+    };
+    let suffix = if encrypted { ".tar.gz.age" } else { ".tar.gz" };
+    format!("kubesweep-backup-{time}-{cluster}{suffix}")
+}
+
+/// Verifies `plain` (the archive as encoded), encrypts it when recipients are
+/// given, writes it durably with mode 0600, and verifies what is on disk.
+/// Returns only when the backup can be trusted.
+pub fn write_backup(
+    destination: &Destination,
+    kube_system_uid: &str,
+    plain: &[u8],
+    recipients: &[Box<dyn age::Recipient + Send>],
+) -> Result<WrittenBackup, BackupFileError> {
+    let (dir, path, replace) = match destination {
+        Destination::Directory(dir) => {
+            let name = file_name(kube_system_uid, !recipients.is_empty());
+            (dir.clone(), dir.join(name), false)
+        }
+        Destination::File(path) => {
+            let dir = match path.parent() {
+                Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+                _ => PathBuf::from("."),
+            };
+            (dir, path.clone(), true)
+        }
+    };
+    // An encoder bug must stop us here, before any mutation, not at restore time.
+    let verified = archive::decode(plain, &[]).map_err(|source| BackupFileError::Archive {
+        path: path.clone(),
+        source,
+    })?;
+    let encrypted = !recipients.is_empty();
+    let bytes = if encrypted {
+        archive::encrypt(plain, recipients).map_err(|source| BackupFileError::Archive {
+            path: path.clone(),
+            source,
+        })?
+    } else {
+        plain.to_vec()
+    };
+
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&dir)
+        .map_err(|source| BackupFileError::Directory {
+            dir: dir.clone(),
+            source,
+        })?;
+    if !replace && path.exists() {
+        return Err(BackupFileError::Exists { path });
+    }
+    let write_error = |source| BackupFileError::Write {
+        path: path.clone(),
+        source,
+    };
+    // tempfile creates the file with mode 0600 and a random name in `dir`, so
+    // the rename below stays on one file system and is atomic.
+    let mut temp = tempfile::Builder::new()
+        .prefix(".kubesweep-backup-")
+        .suffix(".partial")
+        .tempfile_in(&dir)
+        .map_err(|source| BackupFileError::Directory {
+            dir: dir.clone(),
+            source,
+        })?;
+    temp.as_file()
+        .set_permissions(fs::Permissions::from_mode(0o600))
+        .map_err(write_error)?;
+    temp.write_all(&bytes).map_err(write_error)?;
+    temp.flush().map_err(write_error)?;
+    temp.as_file().sync_all().map_err(write_error)?;
+    if replace {
+        temp.persist(&path).map_err(|e| write_error(e.error))?;
+    } else {
+        temp.persist_noclobber(&path)
+            .map_err(|e| write_error(e.error))?;
+    }
+    // The rename is durable only once the directory entry is on disk.
+    File::open(&dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|source| BackupFileError::Directory {
+            dir: dir.clone(),
+            source,
+        })?;
+
+    let on_disk = fs::read(&path).map_err(|source| BackupFileError::Read {
+        path: path.clone(),
+        source,
+    })?;
+    let expected = sha256_hex(&bytes);
+    let found = sha256_hex(&on_disk);
+    if expected != found {
+        return Err(BackupFileError::ReadBack {
+            path,
+            expected,
+            found,
+        });
+    }
+    if !encrypted {
+        archive::decode(&on_disk, &[]).map_err(|source| BackupFileError::Archive {
+            path: path.clone(),
+            source,
+        })?;
+    }
+    Ok(WrittenBackup {
+        size: on_disk.len() as u64,
+        sha256: found,
+        objects: verified.objects.len(),
+        encrypted,
+        path,
+    })
+}
+
+/// Reads and fully verifies a backup file; `identity` is needed for an
+/// encrypted one.
+pub fn read_backup(path: &Path, identity: Option<&Path>) -> Result<Archive, BackupFileError> {
+    let bytes = fs::read(path).map_err(|source| BackupFileError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let identities = match identity {
+        Some(file) => load_identities(file)?,
+        None => Vec::new(),
+    };
+    archive::decode(&bytes, &identities).map_err(|source| BackupFileError::Archive {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backup::archive::MetadataInput;
+    use crate::backup::collect::BackupObject;
+    use crate::backup::format::{RestoreMode, Source};
+    use crate::resource::ResourceType;
+    use serde_json::json;
+
+    fn plain() -> Vec<u8> {
+        let object = BackupObject {
+            resource: ResourceType {
+                group: String::new(),
+                version: "v1".into(),
+                kind: "Secret".into(),
+                plural: "secrets".into(),
+                namespaced: true,
+            },
+            object: json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s", "namespace": "n", "uid": "u"}, "data": {"k": "dg=="}}),
+            operations: vec!["delete".into()],
+            source: Source::NamespaceContent,
+            mode: RestoreMode::Recreate,
+            removed: None,
+        };
+        archive::encode(&[object], &MetadataInput::default()).expect("encode")
+    }
+
+    #[test]
+    fn a_backup_is_private_complete_and_leaves_no_temporary_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let target = dir.path().join("backups");
+        let written = write_backup(
+            &Destination::Directory(target.clone()),
+            "0123456789",
+            &plain(),
+            &[],
+        )
+        .expect("write");
+        let mode = fs::metadata(&written.path)
+            .expect("stat")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        assert_eq!(written.objects, 1);
+        let name = written
+            .path
+            .file_name()
+            .expect("name")
+            .to_string_lossy()
+            .into_owned();
+        assert!(
+            name.starts_with("kubesweep-backup-") && name.ends_with("-01234567.tar.gz"),
+            "{name}"
+        );
+        let files: Vec<_> = fs::read_dir(&target).expect("list").collect();
+        assert_eq!(files.len(), 1, "only the backup itself is left");
+        assert_eq!(
+            read_backup(&written.path, None)
+                .expect("read")
+                .objects
+                .len(),
+            1
+        );
+    }
+
+    #[test]
+    fn an_unusable_directory_is_an_error_and_writes_nothing() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("a-file");
+        fs::write(&file, "x").expect("write");
+        // Works as root too: a directory cannot be created below a file.
+        let err = write_backup(
+            &Destination::Directory(file.join("sub")),
+            "u",
+            &plain(),
+            &[],
+        )
+        .expect_err("must fail");
+        assert!(matches!(err, BackupFileError::Directory { .. }), "{err}");
+    }
+
+    #[test]
+    fn a_damaged_build_is_never_written() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut bytes = plain();
+        let n = bytes.len();
+        bytes.truncate(n - 10);
+        let err = write_backup(&Destination::Directory(dir.path().into()), "u", &bytes, &[])
+            .expect_err("refused");
+        assert!(matches!(err, BackupFileError::Archive { .. }), "{err}");
+        assert_eq!(fs::read_dir(dir.path()).expect("list").count(), 0);
+    }
+
+    #[test]
+    fn an_encrypted_backup_reads_back_with_its_identity_file_only() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let identity = age::x25519::Identity::generate();
+        let key_file = dir.path().join("key.txt");
+        use age::secrecy::ExposeSecret;
+        fs::write(
+            &key_file,
+            format!("# test key\n{}\n", identity.to_string().expose_secret()),
+        )
+        .expect("key");
+        let recipients = parse_recipients(&[identity.to_public().to_string()]).expect("recipient");
+        let path = dir.path().join("b.tar.gz.age");
+        let written = write_backup(&Destination::File(path.clone()), "u", &plain(), &recipients)
+            .expect("write");
+        assert!(written.encrypted);
+        let err = read_backup(&path, None).expect_err("needs identity");
+        assert!(
+            matches!(
+                &err,
+                BackupFileError::Archive {
+                    source: ArchiveError::Encrypted,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert_eq!(
+            read_backup(&path, Some(&key_file))
+                .expect("read")
+                .objects
+                .len(),
+            1
+        );
+        assert!(parse_recipients(&["age1nope".into()]).is_err());
+    }
+}

@@ -1,0 +1,35 @@
+//! Backups of everything a plan deletes or changes, taken before the first
+//! mutation, and restore from them. `format` defines the archive layout;
+//! `collect` (pure) picks the objects from plan and inventory; `content`
+//! (cluster I/O) adds the content of namespaces being deleted; `archive`
+//! encodes, encrypts and verifies bytes; `file` writes and reads them durably;
+//! `take` ties these together for `apply` and `backup`; `order` (pure)
+//! decides the restore order and patches; `restore` (cluster I/O) runs it.
+
+mod archive;
+mod collect;
+mod content;
+mod file;
+mod format;
+mod order;
+mod restore;
+mod take;
+
+pub use archive::{
+    Archive, ArchiveError, MetadataInput, StoredObject, decode, encode, encrypt, is_encrypted,
+};
+pub use collect::{
+    BackupObject, CollectError, deleted_namespaces, plan_objects, skip_namespace_content,
+};
+pub use content::{ContentError, namespace_content};
+pub use file::{
+    BackupFileError, Destination, WrittenBackup, file_name, load_identities, parse_recipients,
+    read_backup, write_backup,
+};
+pub use format::{
+    BackupMetadata, FORMAT_VERSION, INDEX_PATH, Index, IndexEntry, METADATA_PATH, RemovedMetadata,
+    RestoreMode, Source, entry_path,
+};
+pub use order::{Stage, Wave, prepare_for_create, put_back_patch, remap_owner_references, waves};
+pub use restore::{ItemReport, Outcome, RestoreError, RestoreOptions, RestoreReport, restore};
+pub use take::{TakeError, take};

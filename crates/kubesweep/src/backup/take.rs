@@ -1,0 +1,62 @@
+//! Taking a backup for a plan, end to end: the plan's targets from the
+//! inventory read right before execution, the content of the namespaces it
+//! deletes, encoded, written durably and verified. `apply` calls this before
+//! its first mutation and stops if it fails.
+
+use std::collections::HashSet;
+
+use kube::Client;
+
+use super::archive::{self, ArchiveError, MetadataInput};
+use super::collect::{self, CollectError};
+use super::content::{self, ContentError};
+use super::file::{self, BackupFileError, Destination, WrittenBackup};
+use crate::inventory::Inventory;
+use crate::plan::Plan;
+
+/// Why a backup could not be taken; nothing may be changed then.
+#[derive(Debug, thiserror::Error)]
+pub enum TakeError {
+    /// A planned object is not in the inventory.
+    #[error("the backup would be incomplete")]
+    Collect(#[from] CollectError),
+    /// The content of a namespace being deleted could not be read.
+    #[error("the backup would be incomplete")]
+    Content(#[from] ContentError),
+    /// The archive could not be built.
+    #[error("failed to build the backup archive")]
+    Archive(#[from] ArchiveError),
+    /// The file could not be written or verified.
+    #[error(transparent)]
+    File(#[from] BackupFileError),
+}
+
+/// Backs up everything `plan` deletes or changes, as `inventory` holds it
+/// (plus the content of the namespaces it deletes, listed now), to
+/// `destination`, encrypted when `recipients` are given.
+pub async fn take(
+    client: &Client,
+    plan: &Plan,
+    inventory: &Inventory,
+    destination: &Destination,
+    recipients: &[Box<dyn age::Recipient + Send>],
+) -> Result<WrittenBackup, TakeError> {
+    let mut objects = collect::plan_objects(plan, inventory)?;
+    let namespaces = collect::deleted_namespaces(plan);
+    let (content, incomplete) = content::namespace_content(client, &namespaces).await?;
+    let known: HashSet<String> = objects.iter().map(|o| o.uid().to_owned()).collect();
+    objects.extend(content.into_iter().filter(|o| !known.contains(o.uid())));
+    let input = MetadataInput {
+        cluster: plan.cluster.clone(),
+        profile: plan.profile.clone(),
+        plan_digest: plan.digest(),
+        incomplete,
+    };
+    let plain = archive::encode(&objects, &input)?;
+    Ok(file::write_backup(
+        destination,
+        &plan.cluster.kube_system_uid,
+        &plain,
+        recipients,
+    )?)
+}
