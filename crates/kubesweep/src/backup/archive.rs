@@ -250,7 +250,8 @@ pub fn decode(
         if identities.is_empty() {
             return Err(ArchiveError::Encrypted);
         }
-        let decryptor = age::Decryptor::new(bytes).map_err(|e| ArchiveError::Decrypt(Box::new(e)))?;
+        let decryptor =
+            age::Decryptor::new(bytes).map_err(|e| ArchiveError::Decrypt(Box::new(e)))?;
         let mut reader = decryptor
             .decrypt(identities.iter().map(|i| i.as_ref() as &dyn age::Identity))
             .map_err(|e| ArchiveError::Decrypt(Box::new(e)))?;
