@@ -8,7 +8,7 @@ use std::io::{BufRead, IsTerminal, Write};
 
 use crate::args::{ApplyFlags, ClusterArgs, LogFormat, PlanFlags, ProfileArgs};
 use crate::exit::{CliError, Exit};
-use crate::{plan_cmd, progress, session, verify_cmd};
+use crate::{backup_cmd, plan_cmd, progress, session, verify_cmd};
 use kubesweep::cluster::Cluster;
 use kubesweep::execute::{ExecuteOptions, ExecutionReport, Progress};
 use kubesweep::plan::Plan;
@@ -71,6 +71,8 @@ pub async fn run(
 
     preflight(&cluster, &profile, &plan, flags).await?;
     confirm(&cluster, &plan, flags)?;
+    // Nothing of the plan is mutated before the backup is written and verified.
+    backup_cmd::before_apply(&cluster, &plan, &inventory, &flags.backup).await?;
 
     let execute_options = ExecuteOptions {
         max_in_flight: usize::from(flags.max_in_flight),

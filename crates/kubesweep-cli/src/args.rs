@@ -132,6 +132,22 @@ pub struct ApplyFlags {
     /// cleaning of kept namespaces: that would risk user data).
     #[arg(long)]
     pub keep_going: bool,
+    #[command(flatten)]
+    pub backup: BackupFlags,
+}
+
+/// Where `apply` writes its backup before the first change.
+#[derive(Debug, Args, Clone)]
+pub struct BackupFlags {
+    /// Directory for the backup archive written before the first change.
+    #[arg(long, value_name = "DIR", default_value = "kubesweep-backups")]
+    pub backup_dir: PathBuf,
+    /// Skip the backup (nothing to restore from afterwards).
+    #[arg(long, conflicts_with = "backup_dir")]
+    pub no_backup: bool,
+    /// Encrypt the backup to this age recipient (age1...). Repeatable.
+    #[arg(long, value_name = "RECIPIENT", conflicts_with = "no_backup")]
+    pub encrypt_to: Vec<String>,
 }
 
 /// Log format.
@@ -196,29 +212,63 @@ pub enum Command {
         #[command(flatten)]
         flags: PlanFlags,
     },
-    /// Write a backup archive of everything a plan would change.
+    /// Write a backup archive of everything a plan would change (changes
+    /// nothing), or inspect one.
+    #[command(args_conflicts_with_subcommands = true)]
     Backup {
+        /// `inspect FILE` lists an archive and verifies its checksums.
+        #[command(subcommand)]
+        action: Option<BackupAction>,
         #[command(flatten)]
         cluster: ClusterArgs,
-        /// Archive to write.
+        #[command(flatten)]
+        profile: ProfileArgs,
+        #[command(flatten)]
+        plan_flags: PlanFlags,
+        /// Archive to write (`.tar.gz`, or `.tar.gz.age` when encrypted).
         #[arg(short = 'o', long = "output", value_name = "FILE")]
-        output: PathBuf,
+        output: Option<PathBuf>,
+        /// Encrypt to this age recipient (age1...). Repeatable.
+        #[arg(long, value_name = "RECIPIENT")]
+        encrypt_to: Vec<String>,
     },
-    /// Recreate objects from a backup archive.
+    /// Recreate objects from a backup archive and put back removed metadata.
     Restore {
         /// The archive written by `apply` or `backup`.
         archive: PathBuf,
         #[command(flatten)]
         cluster: ClusterArgs,
-        /// Show what would be created without creating it.
+        /// Show what would be restored without changing anything.
         #[arg(long)]
         dry_run: bool,
+        /// Replace objects that exist with the archived version.
+        #[arg(long)]
+        overwrite: bool,
+        /// age identity file, for an encrypted archive.
+        #[arg(long, value_name = "FILE")]
+        identity: Option<PathBuf>,
     },
     /// List the built-in profiles, or print one.
     Profiles {
         /// `show NAME` prints a profile.
         #[command(subcommand)]
         action: Option<ProfilesAction>,
+    },
+}
+
+/// `kubesweep backup` actions.
+#[derive(Debug, Subcommand)]
+pub enum BackupAction {
+    /// List an archive's contents and verify every checksum (exit 5 when damaged).
+    Inspect {
+        /// The archive.
+        archive: PathBuf,
+        /// age identity file, for an encrypted archive.
+        #[arg(long, value_name = "FILE")]
+        identity: Option<PathBuf>,
+        /// Output format.
+        #[arg(short = 'o', long = "output", value_enum, default_value = "text")]
+        output: Format,
     },
 }
 

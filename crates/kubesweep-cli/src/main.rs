@@ -3,10 +3,12 @@
 
 mod apply_cmd;
 mod args;
+mod backup_cmd;
 mod exit;
 mod plan_cmd;
 mod profiles_cmd;
 mod progress;
+mod restore_cmd;
 mod session;
 mod verify_cmd;
 
@@ -57,6 +59,7 @@ fn init_logging(format: args::LogFormat, verbose: u8) {
 
 async fn run(cli: args::Cli) -> Result<Exit, CliError> {
     let log_format = cli.log_format;
+    tracing::debug!(command = cli.command.name(), "starting");
     match cli.command {
         args::Command::Profiles { action } => profiles_cmd::run(action),
         args::Command::Plan {
@@ -100,9 +103,30 @@ async fn run(cli: args::Cli) -> Result<Exit, CliError> {
             output,
             flags,
         } => verify_cmd::run(&cluster, &profile, &flags, output).await,
-        other => Err(CliError::new(
-            Exit::NotImplemented,
-            format!("`{}` is not implemented yet", other.name()),
-        )),
+        args::Command::Backup {
+            action,
+            cluster,
+            profile,
+            plan_flags,
+            output,
+            encrypt_to,
+        } => {
+            backup_cmd::run(
+                action.as_ref(),
+                &cluster,
+                &profile,
+                &plan_flags,
+                output.as_deref(),
+                &encrypt_to,
+            )
+            .await
+        }
+        args::Command::Restore {
+            archive,
+            cluster,
+            dry_run,
+            overwrite,
+            identity,
+        } => restore_cmd::run(&archive, &cluster, dry_run, overwrite, identity.as_deref()).await,
     }
 }

@@ -56,6 +56,15 @@ impl BackupObject {
         }
     }
 
+    /// Whether only `apiVersion`, `kind` and `metadata` are known (kept
+    /// objects are discovered metadata only).
+    pub fn metadata_only(&self) -> bool {
+        self.object.as_object().is_some_and(|m| {
+            m.keys()
+                .all(|k| matches!(k.as_str(), "apiVersion" | "kind" | "metadata"))
+        })
+    }
+
     /// `metadata.uid`.
     pub fn uid(&self) -> &str {
         self.object
@@ -126,10 +135,12 @@ fn by_uid(inventory: &Inventory) -> HashMap<&str, &DynamicObject> {
             }
         }
     }
+    // Kept objects are listed metadata only; an object also held whole (a
+    // Role in a kept namespace) keeps its whole version.
     for list in &inventory.kept_objects {
         for o in &list.objects {
             if let Some(uid) = o.metadata.uid.as_deref() {
-                map.insert(uid, o);
+                map.entry(uid).or_insert(o);
             }
         }
     }

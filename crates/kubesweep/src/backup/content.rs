@@ -9,7 +9,9 @@ use kube::Client;
 
 use super::collect::{BackupObject, skip_namespace_content};
 use super::format::{RestoreMode, Source};
-use crate::discover::{ApiDiscoveryError, discover_api, error_message, list_in_namespaces};
+use crate::discover::{error_message, list_in_namespaces};
+use crate::inventory::{DiscoveryIssue, Inventory};
+use crate::resource::ResourceType;
 
 /// How many types are listed at the same time.
 const CONCURRENCY: usize = 8;
@@ -17,9 +19,6 @@ const CONCURRENCY: usize = 8;
 /// Why the content of the deleted namespaces could not be read completely.
 #[derive(Debug, thiserror::Error)]
 pub enum ContentError {
-    /// The served APIs could not be read.
-    #[error("failed to discover the served APIs")]
-    Discovery(#[from] ApiDiscoveryError),
     /// Listing a served type failed: the backup would miss its objects.
     #[error("failed to list {resource} in the namespaces being deleted")]
     List {
@@ -31,28 +30,35 @@ pub enum ContentError {
     },
 }
 
-/// The content of `namespaces`, and the group-versions that could not be read
-/// (an aggregated API whose backend is gone stores nothing in the cluster, so
-/// it is reported, not fatal).
+/// The content of `namespaces`, listed as every namespaced type of
+/// `inventory` (discovery's catalog, read moments ago: reusing it spares a
+/// second discovery, slow when an aggregated API is down), and the
+/// group-versions that could not be read (an aggregated API whose backend is
+/// gone stores nothing in the cluster, so it is reported, not fatal).
 pub async fn namespace_content(
     client: &Client,
+    inventory: &Inventory,
     namespaces: &[String],
 ) -> Result<(Vec<BackupObject>, Vec<String>), ContentError> {
     if namespaces.is_empty() {
         return Ok((Vec::new(), Vec::new()));
     }
-    let catalog = discover_api(client).await?;
-    let incomplete: Vec<String> = catalog
-        .broken
+    let incomplete: Vec<String> = inventory
+        .issues
         .iter()
-        .map(|b| format!("{}: {}", b.group_version, b.message))
+        .filter_map(|i| match i {
+            DiscoveryIssue::ApiGroupUnavailable {
+                group_version,
+                message,
+            } => Some(format!("{group_version}: {message}")),
+            DiscoveryIssue::ListFailed { .. } => None,
+        })
         .collect();
-    let types: Vec<_> = catalog
-        .resources
+    let types: Vec<ResourceType> = inventory
+        .resource_types
         .iter()
-        .filter(|r| r.resource.namespaced)
-        .filter(|r| r.verbs.iter().any(|v| v == "list") && r.verbs.iter().any(|v| v == "create"))
-        .map(|r| r.resource.clone())
+        .filter(|r| r.namespaced)
+        .cloned()
         .collect();
     let listed: Vec<_> = futures::stream::iter(types)
         .map(|rt| async move {
@@ -66,9 +72,10 @@ pub async fn namespace_content(
     for (rt, result) in listed {
         let objects = match result {
             Ok(objects) => objects,
-            // Served but not listable after all (a type removed meanwhile).
-            Err(e) if crate::retry::status_code(&e) == Some(404) => {
-                tracing::debug!(resource = %rt, error = %error_message(&e), "type vanished while listing");
+            // Not listable (405: a virtual type such as a review), or
+            // removed meanwhile (404): it holds nothing to back up.
+            Err(e) if matches!(crate::retry::status_code(&e), Some(404 | 405)) => {
+                tracing::debug!(resource = %rt, error = %error_message(&e), "type not listable; skipped");
                 continue;
             }
             Err(source) => {

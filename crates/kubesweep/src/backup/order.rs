@@ -245,8 +245,31 @@ pub fn prepare_for_create(object: &Value, keep_status: bool) -> Value {
             spec.remove("clusterIPs");
         }
     }
+    let is_job = map.get("apiVersion").and_then(Value::as_str) == Some("batch/v1")
+        && map.get("kind").and_then(Value::as_str) == Some("Job");
+    if is_job && let Some(spec) = map.get_mut("spec").and_then(Value::as_object_mut) {
+        // The server generates a Job's selector and pod labels from the Job's
+        // UID and refuses a create that carries the old ones.
+        let manual = spec.get("manualSelector").and_then(Value::as_bool) == Some(true);
+        if !manual {
+            spec.remove("selector");
+            if let Some(labels) = spec
+                .get_mut("template")
+                .and_then(|t| t.get_mut("metadata"))
+                .and_then(|m| m.get_mut("labels"))
+                .and_then(Value::as_object_mut)
+            {
+                for key in JOB_GENERATED_LABELS {
+                    labels.remove(*key);
+                }
+            }
+        }
+    }
     out
 }
+
+/// Pod-template labels the Job controller derives from the Job's UID.
+const JOB_GENERATED_LABELS: &[&str] = &["controller-uid", "batch.kubernetes.io/controller-uid"];
 
 /// Rewrites owner references whose owner was re-created (found by the old
 /// UID in `new_uids`) or exists (`resolve` finds it by kind and name), and
@@ -604,6 +627,13 @@ mod tests {
         assert_eq!(
             prepare_for_create(&svc, false)["spec"],
             json!({"ports": [{"port": 80}]})
+        );
+        let job = json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "j"}, "spec": {
+            "selector": {"matchLabels": {"batch.kubernetes.io/controller-uid": "u"}},
+            "template": {"metadata": {"labels": {"controller-uid": "u", "batch.kubernetes.io/controller-uid": "u", "job-name": "j"}}}}});
+        assert_eq!(
+            prepare_for_create(&job, false)["spec"],
+            json!({"template": {"metadata": {"labels": {"job-name": "j"}}}})
         );
         let headless = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s"}, "spec": {"clusterIP": "None"}});
         assert_eq!(

@@ -8,7 +8,7 @@ use std::collections::HashSet;
 use kube::Client;
 
 use super::archive::{self, ArchiveError, MetadataInput};
-use super::collect::{self, CollectError};
+use super::collect::{self, BackupObject, CollectError};
 use super::content::{self, ContentError};
 use super::file::{self, BackupFileError, Destination, WrittenBackup};
 use crate::inventory::Inventory;
@@ -42,8 +42,9 @@ pub async fn take(
     recipients: &[Box<dyn age::Recipient + Send>],
 ) -> Result<WrittenBackup, TakeError> {
     let mut objects = collect::plan_objects(plan, inventory)?;
+    complete_kept_objects(client, &mut objects).await;
     let namespaces = collect::deleted_namespaces(plan);
-    let (content, incomplete) = content::namespace_content(client, &namespaces).await?;
+    let (content, incomplete) = content::namespace_content(client, inventory, &namespaces).await?;
     let known: HashSet<String> = objects.iter().map(|o| o.uid().to_owned()).collect();
     objects.extend(content.into_iter().filter(|o| !known.contains(o.uid())));
     let input = MetadataInput {
@@ -59,4 +60,27 @@ pub async fn take(
         &plain,
         recipients,
     )?)
+}
+
+/// Kept objects are discovered metadata only; the archive stores them whole
+/// for reference (restore only puts back the removed metadata), so read them
+/// now. One that is gone or was re-created keeps the metadata that was seen.
+async fn complete_kept_objects(client: &Client, objects: &mut [BackupObject]) {
+    for o in objects.iter_mut().filter(|o| o.metadata_only()) {
+        let api = crate::discover::dynamic_api(client, &o.resource, o.namespace());
+        let Ok(Some(full)) = api.get_opt(o.name()).await else {
+            continue;
+        };
+        if full.metadata.uid.as_deref() != Some(o.uid()) {
+            continue;
+        }
+        let mut value = serde_json::to_value(&full).unwrap_or_default();
+        if let (Some(map), Some(meta)) = (value.as_object_mut(), o.object.get("metadata")) {
+            // The metadata stays as the plan saw it, the rest is added.
+            map.insert("metadata".into(), meta.clone());
+            map.insert("apiVersion".into(), o.resource.api_version().into());
+            map.insert("kind".into(), o.resource.kind.clone().into());
+            o.object = value;
+        }
+    }
 }

@@ -1,0 +1,190 @@
+//! `kubesweep backup`: write an archive of everything a plan would change
+//! without changing anything, or `backup inspect` an archive (list it and
+//! verify every checksum). Also the backup step `apply` runs before its first
+//! mutation.
+
+use std::path::Path;
+use std::time::Instant;
+
+use crate::args::{BackupAction, BackupFlags, ClusterArgs, Format, PlanFlags, ProfileArgs};
+use crate::exit::{CliError, Exit};
+use crate::session;
+use kubesweep::backup::{self, BackupFileError, Destination, WrittenBackup};
+use kubesweep::cluster::Cluster;
+use kubesweep::inventory::Inventory;
+use kubesweep::plan::Plan;
+
+/// Runs `backup` (or `backup inspect`).
+pub async fn run(
+    action: Option<&BackupAction>,
+    cluster_args: &ClusterArgs,
+    profile_args: &ProfileArgs,
+    plan_flags: &PlanFlags,
+    output: Option<&Path>,
+    encrypt_to: &[String],
+) -> Result<Exit, CliError> {
+    if let Some(BackupAction::Inspect {
+        archive,
+        identity,
+        output,
+    }) = action
+    {
+        return inspect(archive, identity.as_deref(), *output);
+    }
+    let Some(output) = output else {
+        return Err(CliError::new(
+            Exit::Usage,
+            "`backup` needs -o FILE (or `backup inspect FILE`)",
+        ));
+    };
+    let recipients = recipients(encrypt_to)?;
+    let profile = session::load_profile(profile_args)?;
+    let cluster = session::connect(cluster_args).await?;
+    let inventory = kubesweep::discover::discover(&cluster.client, &profile, &cluster.identity)
+        .await
+        .map_err(|e| CliError::new(Exit::Cluster, session::chain(&e)))?;
+    let plan = kubesweep::plan::plan(&profile, &inventory, &plan_flags.options());
+    let written = write(
+        &cluster,
+        &plan,
+        &inventory,
+        &Destination::File(output.to_path_buf()),
+        &recipients,
+    )
+    .await?;
+    println!("{}", written.path.display());
+    Ok(Exit::Ok)
+}
+
+fn recipients(values: &[String]) -> Result<Vec<Box<dyn age::Recipient + Send>>, CliError> {
+    backup::parse_recipients(values).map_err(|e| CliError::new(Exit::Usage, session::chain(&e)))
+}
+
+/// The backup step of `apply`, between confirmation and the first mutation.
+/// Returns `None` only when `--no-backup` was given; any failure stops apply
+/// with exit 8 before anything changed.
+pub async fn before_apply(
+    cluster: &Cluster,
+    plan: &Plan,
+    inventory: &Inventory,
+    flags: &BackupFlags,
+) -> Result<Option<WrittenBackup>, CliError> {
+    if flags.no_backup {
+        eprintln!("backup: skipped (--no-backup); there will be nothing to restore from");
+        return Ok(None);
+    }
+    let recipients = recipients(&flags.encrypt_to)?;
+    let destination = Destination::Directory(flags.backup_dir.clone());
+    write(cluster, plan, inventory, &destination, &recipients)
+        .await
+        .map(Some)
+}
+
+async fn write(
+    cluster: &Cluster,
+    plan: &Plan,
+    inventory: &Inventory,
+    destination: &Destination,
+    recipients: &[Box<dyn age::Recipient + Send>],
+) -> Result<WrittenBackup, CliError> {
+    let start = Instant::now();
+    let written = backup::take(&cluster.client, plan, inventory, destination, recipients)
+        .await
+        .map_err(|e| {
+            CliError::new(
+                Exit::Backup,
+                format!("backup failed, nothing was changed: {}", session::chain(&e)),
+            )
+        })?;
+    eprintln!(
+        "backup: {} objects, {} bytes{}, written and verified in {:.2}s: {} (sha256 {})",
+        written.objects,
+        written.size,
+        if written.encrypted {
+            ", age-encrypted"
+        } else {
+            ""
+        },
+        start.elapsed().as_secs_f64(),
+        written.path.display(),
+        written.sha256
+    );
+    Ok(written)
+}
+
+/// Reads and verifies an archive for `inspect` and `restore`; every problem
+/// with the file is bad input (exit 5).
+pub fn read(path: &Path, identity: Option<&Path>) -> Result<backup::Archive, CliError> {
+    backup::read_backup(path, identity).map_err(|e: BackupFileError| {
+        CliError::new(
+            Exit::BadInput,
+            format!("refusing backup {}: {}", path.display(), session::chain(&e)),
+        )
+    })
+}
+
+fn inspect(path: &Path, identity: Option<&Path>, output: Format) -> Result<Exit, CliError> {
+    let archive = read(path, identity)?;
+    match output {
+        Format::Json | Format::Yaml => {
+            let entries: Vec<&backup::IndexEntry> =
+                archive.objects.iter().map(|o| &o.entry).collect();
+            let doc = serde_json::json!({
+                "metadata": archive.metadata,
+                "entries": entries,
+                "verified": true,
+            });
+            let text = if output == Format::Json {
+                serde_json::to_string_pretty(&doc)
+                    .map_err(|e| CliError::new(Exit::Internal, format!("failed to render: {e}")))?
+            } else {
+                serde_saphyr::to_string(&doc)
+                    .map_err(|e| CliError::new(Exit::Internal, format!("failed to render: {e}")))?
+            };
+            println!("{text}");
+        }
+        Format::Text => print!("{}", render(&archive)),
+    }
+    Ok(Exit::Ok)
+}
+
+fn render(archive: &backup::Archive) -> String {
+    let m = &archive.metadata;
+    let mut out = format!(
+        "Backup of {} (kube-system {}), profile {}, kubesweep {}, {}\nPlan digest: sha256:{}\n\n",
+        m.cluster.server,
+        m.cluster.kube_system_uid,
+        m.profile,
+        m.kubesweep_version,
+        m.created_at,
+        m.plan_digest
+    );
+    out.push_str(&format!(
+        "{:<9} {:<60} {:>7}  OPERATIONS\n",
+        "RESTORE", "OBJECT", "BYTES"
+    ));
+    for o in &archive.objects {
+        let e = &o.entry;
+        let mode = match e.restore {
+            backup::RestoreMode::Recreate => "recreate",
+            backup::RestoreMode::PutBack => "put-back",
+        };
+        let mut ops = e.operations.join(", ");
+        if e.terminating {
+            ops.push_str(" (was terminating)");
+        }
+        out.push_str(&format!(
+            "{mode:<9} {:<60} {:>7}  {ops}\n",
+            e.display_name(),
+            e.size
+        ));
+    }
+    for i in &m.incomplete {
+        out.push_str(&format!("not readable when backed up: {i}\n"));
+    }
+    out.push_str(&format!(
+        "\n{} objects; every checksum verified\n",
+        archive.objects.len()
+    ));
+    out
+}
