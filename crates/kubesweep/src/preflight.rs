@@ -343,3 +343,88 @@ pub async fn stop_controllers(
     }
     report
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::inventory::{ClusterIdentity, types};
+    use crate::plan::{
+        Action, PLAN_SCHEMA_VERSION, Phase, PhaseId, PlanCounts, PlanOptions, Propagation,
+    };
+    use crate::resource::ObjectRef;
+
+    fn action(resource: crate::resource::ResourceType, ns: Option<&str>, op: Operation) -> Action {
+        Action {
+            target: ObjectRef {
+                resource,
+                namespace: ns.map(str::to_string),
+                name: "x".into(),
+                uid: "u".into(),
+                resource_version: "1".into(),
+            },
+            operation: op,
+            reason: String::new(),
+            destroys_data: false,
+        }
+    }
+
+    #[test]
+    fn permissions_cover_every_verb_the_executor_uses() {
+        let phases = vec![
+            Phase {
+                id: PhaseId::ClusterLeftovers,
+                actions: vec![action(
+                    types::role(),
+                    Some("team-a"),
+                    Operation::Delete {
+                        propagation: Propagation::Background,
+                    },
+                )],
+            },
+            Phase {
+                id: PhaseId::Namespaces,
+                actions: vec![action(
+                    types::namespace(),
+                    None,
+                    Operation::Delete {
+                        propagation: Propagation::Background,
+                    },
+                )],
+            },
+            Phase {
+                id: PhaseId::NamespaceFinalize,
+                actions: vec![action(
+                    types::namespace(),
+                    None,
+                    Operation::FinalizeNamespaceIfStuck,
+                )],
+            },
+        ];
+        let plan = Plan {
+            schema_version: PLAN_SCHEMA_VERSION,
+            cluster: ClusterIdentity::default(),
+            profile: "t".into(),
+            kubesweep_version: "t".into(),
+            options: PlanOptions::default(),
+            counts: PlanCounts::compute(&phases, &[]),
+            phases,
+            findings: vec![],
+            data_hazards: vec![],
+        };
+        let perms: Vec<String> = required_permissions(&plan)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(
+            perms,
+            vec![
+                "delete namespaces (cluster-wide)",
+                "delete roles.rbac.authorization.k8s.io in namespace team-a",
+                "get namespaces (cluster-wide)",
+                "get roles.rbac.authorization.k8s.io in namespace team-a",
+                "list namespaces (cluster-wide)",
+                "update namespaces/finalize (cluster-wide)",
+            ]
+        );
+    }
+}
