@@ -25,6 +25,7 @@ mod plan;
 mod scale;
 mod seed;
 mod snapshot;
+mod state;
 mod teardown;
 pub mod verdict;
 
@@ -34,4 +35,5 @@ pub use footprint::{Footprint, ObjectKey, Role, SeededObject};
 pub use scale::Scale;
 pub use seed::{Profile, SeedOptions, SeededFootprint, footprint, seed};
 pub use snapshot::{Change, Snapshot, Summary, SummaryRow, canonical, snapshot, summary};
+pub use state::{footprint_objects, footprint_state};
 pub use teardown::teardown;

@@ -1,0 +1,417 @@
+//! Backup and restore with the `kubesweep` binary against the real control
+//! plane, on the seeded KubeSphere 4.1 footprint: `apply` writes a private,
+//! verified archive before its first change; `restore` brings back every
+//! removed object and the KubeSphere keys of kept namespaces; damaged
+//! archives are refused before anything is created; an unusable backup
+//! directory stops `apply` before any change; an encrypted archive needs its
+//! identity.
+//!
+//! All tests use the footprint's fixed names, so each takes the cluster lock.
+
+#![allow(clippy::await_holding_lock)] // the harness lock serialises whole tests by design
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::Instant;
+
+use kube::Client;
+use kubesweep_fixtures::harness::{cluster_lock, kubeconfig_path, shared_client};
+use kubesweep_fixtures::{
+    Footprint, Role, SeedOptions, footprint_objects, footprint_state, seed, teardown,
+};
+use serde_json::{Value, json};
+
+fn kubesweep(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_kubesweep"))
+        .args(args)
+        .env("KUBECONFIG", kubeconfig_path())
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("run kubesweep")
+}
+
+fn explain(output: &Output) -> String {
+    format!(
+        "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+fn utf8(path: &Path) -> &str {
+    path.to_str().expect("utf-8 path")
+}
+
+async fn seeded(client: &Client) -> Footprint {
+    seed(client, &SeedOptions::default())
+        .await
+        .expect("seed the footprint")
+        .footprint
+}
+
+async fn reset(client: &Client, footprint: &Footprint) {
+    teardown(client, footprint, &SeedOptions::default())
+        .await
+        .expect("teardown");
+}
+
+/// The one archive `apply` wrote into `dir`.
+fn only_archive(dir: &Path) -> PathBuf {
+    let files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .expect("backup dir")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    assert_eq!(
+        files.len(),
+        1,
+        "exactly one archive, no leftovers: {files:?}"
+    );
+    files.into_iter().next().expect("archive")
+}
+
+fn mode(path: &Path) -> u32 {
+    std::fs::metadata(path).expect("stat").permissions().mode() & 0o777
+}
+
+/// What a restore must bring back: every field but server-set metadata and
+/// status; owner references by kind and name (owners get new UIDs).
+fn restorable(object: &Value) -> Value {
+    let mut out = serde_json::Map::new();
+    for (k, v) in object.as_object().expect("object") {
+        match k.as_str() {
+            "status" => {}
+            "metadata" => {
+                let owners: Vec<Value> = v
+                    .get("ownerReferences")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .map(|r| json!({"kind": r["kind"], "name": r["name"]}))
+                    .collect();
+                out.insert(
+                    "metadata".into(),
+                    json!({
+                        "labels": v.get("labels").cloned().unwrap_or(json!({})),
+                        "annotations": v.get("annotations").cloned().unwrap_or(json!({})),
+                        // A set to the API: put back after the ones that stayed.
+                        "finalizers": sorted(v.get("finalizers")),
+                        "ownerReferences": owners,
+                    }),
+                );
+            }
+            _ => {
+                out.insert(k.clone(), v.clone());
+            }
+        }
+    }
+    let mut out = Value::Object(out);
+    // The server derives a Job's selector and pod labels from its new UID.
+    if out["kind"] == "Job" {
+        if let Some(spec) = out["spec"].as_object_mut() {
+            spec.remove("selector");
+        }
+        if let Some(labels) = out
+            .pointer_mut("/spec/template/metadata/labels")
+            .and_then(Value::as_object_mut)
+        {
+            labels.remove("controller-uid");
+            labels.remove("batch.kubernetes.io/controller-uid");
+        }
+    }
+    out
+}
+
+fn sorted(list: Option<&Value>) -> Vec<String> {
+    let mut items: Vec<String> = list
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|v| v.as_str().map(str::to_owned))
+        .collect();
+    items.sort();
+    items
+}
+
+fn damaged_copies(archive: &Path, dir: &Path) -> Vec<(String, PathBuf)> {
+    let bytes = std::fs::read(archive).expect("read archive");
+    let truncated = dir.join("truncated.tar.gz");
+    std::fs::write(&truncated, &bytes[..bytes.len() / 2]).expect("write");
+    let mut flipped_bytes = bytes.clone();
+    let middle = flipped_bytes.len() / 2;
+    flipped_bytes[middle] ^= 0x55;
+    let flipped = dir.join("flipped.tar.gz");
+    std::fs::write(&flipped, &flipped_bytes).expect("write");
+    let tail = dir.join("tail-cut.tar.gz");
+    std::fs::write(&tail, &bytes[..bytes.len() - 4]).expect("write");
+    vec![
+        ("truncated".into(), truncated),
+        ("flipped byte".into(), flipped),
+        ("trailer cut".into(), tail),
+    ]
+}
+
+#[tokio::test]
+async fn apply_backs_up_first_and_restore_brings_everything_back() {
+    let _lock = cluster_lock();
+    let client = shared_client().await;
+    let footprint = seeded(&client).await;
+    let before = footprint_objects(&client, &footprint)
+        .await
+        .expect("read before");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let backups = dir.path().join("backups");
+
+    let apply = kubesweep(&["apply", "--yes", "--backup-dir", utf8(&backups)]);
+    assert_eq!(apply.status.code(), Some(0), "{}", explain(&apply));
+    let stderr = String::from_utf8_lossy(&apply.stderr);
+    let backup_line = stderr.find("backup: ").expect("backup reported");
+    let applying = stderr.find("phase started").unwrap_or(usize::MAX);
+    assert!(
+        backup_line < applying,
+        "the backup must precede the first phase:\n{stderr}"
+    );
+    let archive = only_archive(&backups);
+    assert_eq!(mode(&archive), 0o600, "the archive holds Secrets");
+
+    let inspect = kubesweep(&["backup", "inspect", utf8(&archive), "-o", "json"]);
+    assert_eq!(inspect.status.code(), Some(0), "{}", explain(&inspect));
+    let listing: Value = serde_json::from_slice(&inspect.stdout).expect("inspect JSON");
+    let entries = listing["entries"].as_array().expect("entries");
+    let has = |kind: &str, name: &str| {
+        entries
+            .iter()
+            .any(|e| e["kind"] == kind && e["name"] == name)
+    };
+    assert!(has("CustomResourceDefinition", "users.iam.kubesphere.io"));
+    assert!(
+        entries
+            .iter()
+            .any(|e| e["kind"] == "User" && e["name"] == "admin" && e["terminating"] == true),
+        "Terminating objects are backed up too"
+    );
+    assert!(
+        entries
+            .iter()
+            .any(|e| e["kind"] == "Secret" && e["namespace"] == "kubesphere-system"),
+        "the content of deleted namespaces is backed up"
+    );
+    let default_ns = entries
+        .iter()
+        .find(|e| e["kind"] == "Namespace" && e["name"] == "default")
+        .expect("kept namespace in the index");
+    assert_eq!(default_ns["restore"], "put-back");
+    assert!(
+        default_ns["removed"]["labels"]
+            .as_object()
+            .is_some_and(|l| !l.is_empty())
+    );
+    for e in entries {
+        let path = e["path"].as_str().expect("path");
+        let group = e["resource"]["group"].as_str().expect("group");
+        let expected = format!(
+            "resources/{}/{}/{}/{}/{}.yaml",
+            if group.is_empty() { "core" } else { group },
+            e["resource"]["version"].as_str().expect("version"),
+            e["kind"].as_str().expect("kind"),
+            e["namespace"].as_str().unwrap_or("_cluster"),
+            e["name"].as_str().expect("name")
+        );
+        assert_eq!(path, expected);
+        assert_eq!(e["sha256"].as_str().map(str::len), Some(64));
+    }
+
+    // Damaged copies are refused before anything is created.
+    let state = footprint_state(&client, &footprint).await.expect("state");
+    for (what, copy) in damaged_copies(&archive, dir.path()) {
+        let out = kubesweep(&["restore", utf8(&copy)]);
+        assert_eq!(out.status.code(), Some(5), "{what}: {}", explain(&out));
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("refusing backup"),
+            "{what}: {}",
+            explain(&out)
+        );
+        let out = kubesweep(&["backup", "inspect", utf8(&copy)]);
+        assert_eq!(out.status.code(), Some(5), "{what}: {}", explain(&out));
+    }
+    assert_eq!(
+        state,
+        footprint_state(&client, &footprint).await.expect("state"),
+        "a refused restore changed the cluster"
+    );
+
+    let dry = kubesweep(&["restore", "--dry-run", utf8(&archive)]);
+    assert_eq!(dry.status.code(), Some(0), "{}", explain(&dry));
+    assert_eq!(
+        state,
+        footprint_state(&client, &footprint).await.expect("state"),
+        "a dry run changed the cluster"
+    );
+
+    let start = Instant::now();
+    let restore = kubesweep(&["restore", utf8(&archive)]);
+    assert_eq!(restore.status.code(), Some(0), "{}", explain(&restore));
+    eprintln!(
+        "restore of {} bytes took {:.1}s",
+        std::fs::metadata(&archive).expect("stat").len(),
+        start.elapsed().as_secs_f64()
+    );
+
+    let after = footprint_objects(&client, &footprint)
+        .await
+        .expect("read after");
+    let mut differences = Vec::new();
+    for object in &footprint.objects {
+        let key = object.key.to_string();
+        let (Some(was), now) = (&before[&key], &after[&key]) else {
+            continue;
+        };
+        let Some(now) = now else {
+            differences.push(format!("{key}: not restored"));
+            continue;
+        };
+        if restorable(was) != restorable(now) {
+            differences.push(format!(
+                "{key}:\n  before {}\n  after  {}",
+                restorable(was),
+                restorable(now)
+            ));
+        }
+        if object.role == Role::Platform && object.terminating {
+            assert!(
+                now.pointer("/metadata/deletionTimestamp").is_none(),
+                "{key} comes back live"
+            );
+        }
+    }
+    assert!(
+        differences.is_empty(),
+        "restore did not bring back:\n{}",
+        differences.join("\n")
+    );
+    let kept: BTreeMap<&str, &Value> = footprint
+        .system_namespaces()
+        .into_iter()
+        .chain(footprint.user_namespaces())
+        .filter_map(|n| after[&format!("Namespace {n}")].as_ref().map(|v| (n, v)))
+        .collect();
+    assert!(
+        kept.values().any(|ns| ns["metadata"]["labels"]
+            .as_object()
+            .is_some_and(|l| l.keys().any(|k| k.contains("kubesphere.io")))),
+        "kept namespaces have their KubeSphere keys back"
+    );
+
+    // A second restore finds everything in place and changes nothing.
+    let state = footprint_state(&client, &footprint).await.expect("state");
+    let again = kubesweep(&["restore", utf8(&archive)]);
+    assert_eq!(again.status.code(), Some(0), "{}", explain(&again));
+    assert_eq!(
+        state,
+        footprint_state(&client, &footprint).await.expect("state"),
+        "a second restore changed the cluster"
+    );
+    reset(&client, &footprint).await;
+}
+
+#[tokio::test]
+async fn an_unusable_backup_directory_stops_apply_before_any_change() {
+    let _lock = cluster_lock();
+    let client = shared_client().await;
+    let footprint = seeded(&client).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    // A directory cannot be created below a regular file, even as root.
+    let file = dir.path().join("not-a-directory");
+    std::fs::write(&file, "x").expect("write");
+    let state = footprint_state(&client, &footprint).await.expect("state");
+
+    let out = kubesweep(&[
+        "apply",
+        "--yes",
+        "--backup-dir",
+        utf8(&file.join("backups")),
+    ]);
+    assert_eq!(out.status.code(), Some(8), "{}", explain(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("backup failed") && stderr.contains("nothing was changed"),
+        "{}",
+        explain(&out)
+    );
+    assert_eq!(
+        state,
+        footprint_state(&client, &footprint).await.expect("state"),
+        "apply changed the cluster although its backup failed"
+    );
+    reset(&client, &footprint).await;
+}
+
+#[tokio::test]
+async fn an_encrypted_backup_cannot_be_read_without_its_identity() {
+    let _lock = cluster_lock();
+    let client = shared_client().await;
+    let footprint = seeded(&client).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let identity = age::x25519::Identity::generate();
+    let key = dir.path().join("key.txt");
+    {
+        use age::secrecy::ExposeSecret;
+        std::fs::write(&key, format!("{}\n", identity.to_string().expose_secret()))
+            .expect("write key");
+    }
+    let recipient = identity.to_public().to_string();
+    let archive = dir.path().join("sealed.tar.gz.age");
+    let state = footprint_state(&client, &footprint).await.expect("state");
+
+    let out = kubesweep(&["backup", "-o", utf8(&archive), "--encrypt-to", &recipient]);
+    assert_eq!(out.status.code(), Some(0), "{}", explain(&out));
+    assert_eq!(
+        state,
+        footprint_state(&client, &footprint).await.expect("state"),
+        "backup changed the cluster"
+    );
+    assert_eq!(mode(&archive), 0o600);
+    let bytes = std::fs::read(&archive).expect("read");
+    assert!(bytes.starts_with(b"age-encryption.org/"));
+    assert!(
+        !bytes.windows(17).any(|w| w == b"kubesphere-system"),
+        "nothing readable without the identity"
+    );
+
+    for args in [
+        vec!["backup", "inspect", utf8(&archive)],
+        vec!["restore", utf8(&archive)],
+    ] {
+        let out = kubesweep(&args);
+        assert_eq!(out.status.code(), Some(5), "{}", explain(&out));
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("--identity"),
+            "{}",
+            explain(&out)
+        );
+    }
+    let out = kubesweep(&[
+        "backup",
+        "inspect",
+        utf8(&archive),
+        "--identity",
+        utf8(&key),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", explain(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("every checksum verified"),
+        "{}",
+        explain(&out)
+    );
+    let out = kubesweep(&[
+        "restore",
+        "--dry-run",
+        utf8(&archive),
+        "--identity",
+        utf8(&key),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", explain(&out));
+    reset(&client, &footprint).await;
+}
