@@ -172,6 +172,9 @@ pub struct Inventory {
     /// Objects of any type in namespaces that are kept, that carry platform
     /// metadata ([`crate::profile::Profile::carries_platform_metadata`]).
     pub kept_objects: Vec<ObservedList>,
+    /// Helm releases: every release summarised, live objects of the ones the
+    /// profile selects ([`crate::helm::select_releases`]).
+    pub helm: crate::helm::HelmInventory,
     /// What discovery could not see.
     pub issues: Vec<DiscoveryIssue>,
 }

@@ -8,6 +8,7 @@ pub mod backup;
 pub mod cluster;
 pub mod discover;
 pub mod execute;
+pub mod helm;
 pub mod inventory;
 pub mod plan;
 pub mod preflight;

@@ -187,11 +187,11 @@ mod tests {
             "{text}"
         );
         assert!(
-            text.contains("3.  validating webhooks                        3\n"),
+            text.contains("5.  validating webhooks                        3\n"),
             "{text}"
         );
         assert!(
-            text.contains("12. stuck namespaces (last resort)             4\n"),
+            text.contains("14. stuck namespaces (last resort)             4\n"),
             "{text}"
         );
         assert!(text.contains(&format!("Total: {} actions", p.total_actions())));

@@ -135,6 +135,15 @@ fn by_uid(inventory: &Inventory) -> HashMap<&str, &DynamicObject> {
             }
         }
     }
+    // Objects and records of Helm releases, read whole.
+    for release in &inventory.helm.releases {
+        let live = release.live.iter().map(|l| &l.object);
+        for o in live.chain(&release.records) {
+            if let Some(uid) = o.metadata.uid.as_deref() {
+                map.insert(uid, o);
+            }
+        }
+    }
     // Kept objects are listed metadata only; an object also held whole (a
     // Role in a kept namespace) keeps its whole version.
     for list in &inventory.kept_objects {

@@ -161,6 +161,9 @@ pub async fn discover_with_catalog(
     }
     inventory.crds.sort_by(|a, b| a.name().cmp(b.name()));
 
+    // Helm releases (after the CRDs: InstallPlans name extension releases).
+    super::helm::collect(client, catalog, profile, &mut inventory).await;
+
     // Platform controllers, by exact name.
     for controller in &profile.controllers {
         let deployments: Api<Deployment> = Api::namespaced(client.clone(), &controller.namespace);

@@ -1,9 +1,10 @@
 //! Discovery: the read-only cluster I/O that fills an [`crate::inventory::Inventory`].
 //! `api` walks the served APIs tolerating broken groups and pages LISTs;
-//! `collect` lists what a profile can match.
+//! `collect` lists what a profile can match; `helm` reads Helm releases.
 
 mod api;
 mod collect;
+mod helm;
 
 pub use api::{
     ApiCatalog, ApiDiscoveryError, BrokenGroupVersion, PAGE_SIZE, ServedResource, discover_api,

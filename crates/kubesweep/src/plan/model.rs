@@ -113,8 +113,13 @@ impl Default for PlanOptions {
 pub enum PhaseId {
     /// Facts only, never actions.
     Preflight,
-    /// Helm releases of extensions and the platform (not planned yet).
+    /// Workloads (and their Services) of the platform's Helm releases: the
+    /// platform's controllers stop before anything else changes.
+    HelmWorkloads,
+    /// The rest of the selected Helm releases' manifests (Background).
     HelmReleases,
+    /// The release records of the selected Helm releases.
+    HelmRecords,
     /// Platform ValidatingWebhookConfigurations.
     ValidatingWebhooks,
     /// Platform MutatingWebhookConfigurations.
@@ -140,9 +145,11 @@ pub enum PhaseId {
 
 impl PhaseId {
     /// Every phase, in execution order.
-    pub const ALL: [PhaseId; 12] = [
+    pub const ALL: [PhaseId; 14] = [
         PhaseId::Preflight,
+        PhaseId::HelmWorkloads,
         PhaseId::HelmReleases,
+        PhaseId::HelmRecords,
         PhaseId::ValidatingWebhooks,
         PhaseId::MutatingWebhooks,
         PhaseId::ApiServices,
@@ -159,7 +166,9 @@ impl PhaseId {
     pub fn title(self) -> &'static str {
         match self {
             PhaseId::Preflight => "preflight",
-            PhaseId::HelmReleases => "helm releases",
+            PhaseId::HelmWorkloads => "helm release workloads",
+            PhaseId::HelmReleases => "helm release objects",
+            PhaseId::HelmRecords => "helm release records",
             PhaseId::ValidatingWebhooks => "validating webhooks",
             PhaseId::MutatingWebhooks => "mutating webhooks",
             PhaseId::ApiServices => "aggregated APIServices",
@@ -178,7 +187,11 @@ impl PhaseId {
     pub fn waits_for_deletion(self) -> bool {
         matches!(
             self,
-            PhaseId::CustomResources | PhaseId::Crds | PhaseId::Namespaces
+            PhaseId::HelmWorkloads
+                | PhaseId::HelmReleases
+                | PhaseId::CustomResources
+                | PhaseId::Crds
+                | PhaseId::Namespaces
         )
     }
 }

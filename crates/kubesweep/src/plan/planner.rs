@@ -19,6 +19,8 @@ use kube::api::DynamicObject;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
+mod helm;
+
 /// How many foreign instances a finding quotes.
 const QUOTED_INSTANCES: usize = 5;
 
@@ -74,6 +76,7 @@ impl<'a> Planner<'a> {
         self.controllers();
         self.classify_namespaces();
         self.classify_shared_instances();
+        self.helm_releases();
         self.webhooks();
         self.api_services();
         self.kept_namespaces();
@@ -88,11 +91,12 @@ impl<'a> Planner<'a> {
             profile,
             inventory,
             options,
-            phases,
+            mut phases,
             findings,
             mut hazards,
             ..
         } = self;
+        helm::leave_to_other_phases(&mut phases);
         // Discovery may report an object both as a kept object (it carries
         // platform metadata) and in its own role (a proven RBAC object, a
         // shared-CRD instance): an object that is deleted is not also patched,

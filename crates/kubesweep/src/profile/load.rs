@@ -181,6 +181,7 @@ impl Profile {
             .created_by
             .iter()
             .chain(&self.helm.extension_releases)
+            .chain(&self.helm.member_releases)
             .enumerate()
         {
             let field = format!("namespaces.createdBy[{i}]");

@@ -47,7 +47,7 @@ pub struct Profile {
     /// Platform controllers: reported in preflight when they still run.
     #[serde(default)]
     pub controllers: Vec<NamespacedName>,
-    /// Helm releases of the platform (data only; not planned yet).
+    /// Helm releases of the platform and its extensions.
     #[serde(default)]
     pub helm: HelmRules,
     /// Objects never touched, whatever else matches.
@@ -262,16 +262,52 @@ pub struct CsrRules {
     pub labels: Vec<String>,
 }
 
-/// Helm releases (data only for now).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// Which Helm releases are the platform's (see [`crate::helm`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct HelmRules {
-    /// Releases of the platform itself.
+    /// Releases of the platform itself; their workloads are the platform's
+    /// controllers and are deleted first.
     #[serde(default)]
     pub releases: Vec<NamespacedName>,
-    /// Where extension releases are named (e.g. InstallPlan status fields).
+    /// Where platform custom resources name extension releases of this
+    /// cluster (e.g. an InstallPlan's `status.releaseName`); the release's
+    /// namespace is the sibling field [`HelmRules::namespace_field`].
     #[serde(default)]
     pub extension_releases: Vec<NamespaceFieldRule>,
+    /// Where releases installed in *other* (member) clusters are named: only
+    /// reported, since they cannot be removed from here.
+    #[serde(default)]
+    pub member_releases: Vec<NamespaceFieldRule>,
+    /// Sibling field holding the namespace of a release named by
+    /// `extensionReleases` (`targetNamespace` for InstallPlans).
+    #[serde(default = "default_namespace_field")]
+    pub namespace_field: String,
+    /// Suffixes of companion releases installed with each extension release
+    /// in the same namespace (`-agent`).
+    #[serde(default)]
+    pub companion_suffixes: Vec<String>,
+    /// Label keys only the platform writes: a release whose manifest objects
+    /// carry one is the platform's.
+    #[serde(default)]
+    pub labels: Vec<String>,
+}
+
+impl Default for HelmRules {
+    fn default() -> Self {
+        Self {
+            releases: Vec::new(),
+            extension_releases: Vec::new(),
+            member_releases: Vec::new(),
+            namespace_field: default_namespace_field(),
+            companion_suffixes: Vec::new(),
+            labels: Vec::new(),
+        }
+    }
+}
+
+fn default_namespace_field() -> String {
+    "targetNamespace".to_owned()
 }
 
 /// What is never touched.

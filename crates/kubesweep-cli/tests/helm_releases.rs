@@ -1,0 +1,470 @@
+//! KubeSphere 4.x installed the way it really is, with the real `helm`
+//! (built by testenv/build-helm): a `ks-core` release (controllers, a
+//! webhook, RBAC, the InstallPlan CRD in `crds/`), an extension release and
+//! its `-agent` companion named by an InstallPlan (Deployment, Service,
+//! ConfigMap, RBAC, a CRD in a KubeSphere group and one in a foreign group in
+//! `crds/`), and a foreign release that must stay. Charts are generated here.
+//!
+//! (a) `helm uninstall ks-core`, then kubesweep cleans what survives;
+//! (b) kubesweep alone does the whole uninstall with ks-core installed.
+//! Both end with no KubeSphere release in `helm list -A`, a clean `verify`,
+//! and the foreign release, its objects and the foreign CRD untouched.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
+use k8s_openapi::api::rbac::v1::ClusterRole;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, DeleteParams, DynamicObject, PostParams};
+use kube::core::{ApiResource, GroupVersionKind};
+use kube::{Client, ResourceExt};
+use kubesweep_fixtures::harness::{cluster_lock, kubeconfig_path, shared_client};
+use serde_json::json;
+
+const DECOY_NS: &str = "helm-decoy";
+const EXT: &str = "demo";
+const EXT_NS: &str = "extension-demo";
+const FOREIGN_CRD: &str = "gadgets.example.com";
+
+fn helm_path() -> PathBuf {
+    if let Ok(path) = std::env::var("KUBESWEEP_TEST_HELM")
+        && !path.is_empty()
+    {
+        return PathBuf::from(path);
+    }
+    let file = PathBuf::from(kubeconfig_path()).with_file_name("helm-path");
+    let text = std::fs::read_to_string(&file).unwrap_or_else(|e| {
+        panic!(
+            "cannot read {} ({e}): start the control plane with testenv/cluster up, which builds helm, or set KUBESWEEP_TEST_HELM",
+            file.display()
+        )
+    });
+    PathBuf::from(text.trim())
+}
+
+fn explain(output: &Output) -> String {
+    format!(
+        "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+/// Runs helm against the test cluster, with its caches in `home`.
+fn helm(args: &[&str], home: &Path) -> Output {
+    Command::new(helm_path())
+        .args(args)
+        .args(["--kubeconfig", &kubeconfig_path()])
+        .env("HELM_CACHE_HOME", home.join("cache"))
+        .env("HELM_CONFIG_HOME", home.join("config"))
+        .env("HELM_DATA_HOME", home.join("data"))
+        .output()
+        .expect("run helm")
+}
+
+fn helm_ok(args: &[&str], home: &Path) -> String {
+    let out = helm(args, home);
+    assert!(out.status.success(), "helm {args:?}: {}", explain(&out));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Every release in the cluster, whatever its state: `namespace/name`.
+fn helm_releases(home: &Path) -> Vec<String> {
+    let out = helm_ok(&["list", "-A", "-a", "-o", "json"], home);
+    let list: Vec<serde_json::Value> = serde_json::from_str(&out).expect("helm list json");
+    let mut names: Vec<String> = list
+        .iter()
+        .map(|r| {
+            format!(
+                "{}/{}",
+                r["namespace"].as_str().unwrap_or("?"),
+                r["name"].as_str().unwrap_or("?")
+            )
+        })
+        .collect();
+    names.sort();
+    names
+}
+
+fn kubesweep(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_kubesweep"))
+        .args(args)
+        .env("KUBECONFIG", kubeconfig_path())
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("run kubesweep")
+}
+
+fn write(dir: &Path, files: &[(&str, String)]) {
+    for (path, content) in files {
+        let path = dir.join(path);
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        std::fs::write(path, content).expect("write chart file");
+    }
+}
+
+fn crd_yaml(group: &str, kind: &str, plural: &str, scope: &str) -> String {
+    format!(
+        "apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: {plural}.{group}
+spec:
+  group: {group}
+  scope: {scope}
+  names: {{kind: {kind}, plural: {plural}, singular: {singular}, listKind: {kind}List}}
+  versions:
+  - name: v1alpha1
+    served: true
+    storage: true
+    schema:
+      openAPIV3Schema: {{type: object, x-kubernetes-preserve-unknown-fields: true}}
+",
+        singular = kind.to_lowercase()
+    )
+}
+
+fn deployment(name: &str, labels: &str) -> String {
+    format!(
+        "apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: {name}
+  labels: {{{labels}}}
+spec:
+  replicas: 1
+  selector: {{matchLabels: {{app: {name}}}}}
+  template:
+    metadata: {{labels: {{app: {name}}}}}
+    spec:
+      containers: [{{name: main, image: example.invalid/{name}:1}}]
+"
+    )
+}
+
+/// The charts: ks-core, the extension (also installed as `<ext>-agent`), a foreign one.
+fn charts(dir: &Path) {
+    let chart =
+        |name: &str| format!("apiVersion: v2\nname: {name}\nversion: 1.0.0\nappVersion: \"1\"\n");
+    write(
+        &dir.join("ks-core"),
+        &[
+            ("Chart.yaml", chart("ks-core")),
+            (
+                "crds/installplans.yaml",
+                crd_yaml("kubesphere.io", "InstallPlan", "installplans", "Cluster"),
+            ),
+            ("templates/apiserver.yaml", deployment("ks-apiserver", "app: ks-apiserver")),
+            (
+                "templates/controller.yaml",
+                deployment("ks-controller-manager", "app: ks-controller-manager"),
+            ),
+            (
+                "templates/service.yaml",
+                "apiVersion: v1\nkind: Service\nmetadata: {name: ks-controller-manager}\nspec:\n  selector: {app: ks-controller-manager}\n  ports: [{port: 443}]\n".into(),
+            ),
+            (
+                "templates/config.yaml",
+                "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: kubesphere-config}\ndata: {a: b}\n---\napiVersion: v1\nkind: ServiceAccount\nmetadata: {name: kubesphere}\n".into(),
+            ),
+            (
+                "templates/rbac.yaml",
+                "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata: {name: kubesphere}\nroleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: cluster-admin}\nsubjects: [{kind: ServiceAccount, name: kubesphere, namespace: kubesphere-system}]\n---\napiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata: {name: ks-core-extra-reader}\nrules: [{apiGroups: [\"\"], resources: [pods], verbs: [get]}]\n".into(),
+            ),
+            (
+                "templates/webhook.yaml",
+                "apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingWebhookConfiguration
+metadata: {name: validator.installplan.kubesphere.io}
+webhooks:
+- name: validator.installplan.kubesphere.io
+  admissionReviewVersions: [v1]
+  sideEffects: None
+  failurePolicy: Ignore
+  clientConfig:
+    service: {name: ks-controller-manager, namespace: kubesphere-system, path: /validate}
+  rules:
+  - {apiGroups: [kubesphere.io], apiVersions: [v1alpha1], operations: [CREATE, UPDATE], resources: [installplans]}
+".into(),
+            ),
+        ],
+    );
+    let ext_label = format!("kubesphere.io/extension-ref: {EXT}");
+    write(
+        &dir.join("ext"),
+        &[
+            ("Chart.yaml", chart("demo-ext")),
+            (
+                "crds/widgets.yaml",
+                crd_yaml("demo.kubesphere.io", "Widget", "widgets", "Namespaced"),
+            ),
+            ("crds/gadgets.yaml", crd_yaml("example.com", "Gadget", "gadgets", "Namespaced")),
+            (
+                "templates/deployment.yaml",
+                deployment("{{ .Release.Name }}", &format!("{ext_label}, app: demo")),
+            ),
+            (
+                "templates/objects.yaml",
+                format!(
+                    "apiVersion: v1
+kind: Service
+metadata: {{name: '{{{{ .Release.Name }}}}', labels: {{{ext_label}}}}}
+spec:
+  selector: {{app: '{{{{ .Release.Name }}}}'}}
+  ports: [{{port: 80}}]
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {{name: '{{{{ .Release.Name }}}}-config', labels: {{{ext_label}}}}}
+data: {{a: b}}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {{name: '{{{{ .Release.Name }}}}-reader', labels: {{{ext_label}}}}}
+rules: [{{apiGroups: [\"\"], resources: [configmaps], verbs: [get]}}]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {{name: '{{{{ .Release.Name }}}}-reader', labels: {{{ext_label}}}}}
+roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: '{{{{ .Release.Name }}}}-reader'}}
+subjects: [{{kind: ServiceAccount, name: default, namespace: '{{{{ .Release.Namespace }}}}'}}]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {{name: '{{{{ .Release.Name }}}}-role', labels: {{{ext_label}}}}}
+rules: [{{apiGroups: [\"\"], resources: [configmaps], verbs: [get]}}]
+"
+                ),
+            ),
+        ],
+    );
+    write(
+        &dir.join("decoy"),
+        &[
+            ("Chart.yaml", chart("decoy")),
+            (
+                "templates/objects.yaml",
+                "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: decoy-config}\ndata: {a: b}\n---\napiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata: {name: helm-decoy-reader}\nrules: [{apiGroups: [\"\"], resources: [pods], verbs: [get]}]\n".into(),
+            ),
+        ],
+    );
+}
+
+async fn delete_if_present<K>(api: &Api<K>, name: &str)
+where
+    K: kube::Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned,
+{
+    match api.delete(name, &DeleteParams::default()).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(e)) if e.code == 404 => {}
+        Err(e) => panic!("delete {name}: {e}"),
+    }
+    for _ in 0..300 {
+        match api.get_opt(name).await {
+            Ok(None) => return,
+            Err(kube::Error::Api(e)) if e.code == 404 => return,
+            _ => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    }
+    panic!("{name} still present after 60 s");
+}
+
+/// A clean start: no KubeSphere or decoy release, no foreign CRD.
+async fn reset(client: &Client, home: &Path) {
+    let out = kubesweep(&[
+        "apply",
+        "--yes",
+        "--stop-controllers",
+        "--include-shared-crds",
+    ]);
+    assert!(
+        matches!(out.status.code(), Some(0) | Some(1)),
+        "cleanup apply: {}",
+        explain(&out)
+    );
+    let _ = helm(&["uninstall", "decoy", "-n", DECOY_NS, "--wait"], home);
+    delete_if_present(&Api::<Namespace>::all(client.clone()), DECOY_NS).await;
+    delete_if_present(
+        &Api::<CustomResourceDefinition>::all(client.clone()),
+        FOREIGN_CRD,
+    )
+    .await;
+    delete_if_present(
+        &Api::<ClusterRole>::all(client.clone()),
+        "helm-decoy-reader",
+    )
+    .await;
+}
+
+/// Installs everything; returns the UIDs of the decoy objects.
+async fn install(client: &Client, dir: &Path, home: &Path) -> (String, String) {
+    let chart = |name: &str| dir.join(name).to_string_lossy().into_owned();
+    helm_ok(
+        &[
+            "install",
+            "ks-core",
+            &chart("ks-core"),
+            "-n",
+            "kubesphere-system",
+            "--create-namespace",
+        ],
+        home,
+    );
+    for release in [EXT.to_owned(), format!("{EXT}-agent")] {
+        helm_ok(
+            &[
+                "install",
+                &release,
+                &chart("ext"),
+                "-n",
+                EXT_NS,
+                "--create-namespace",
+            ],
+            home,
+        );
+    }
+    helm_ok(
+        &[
+            "install",
+            "decoy",
+            &chart("decoy"),
+            "-n",
+            DECOY_NS,
+            "--create-namespace",
+        ],
+        home,
+    );
+    // The InstallPlan that names the extension release (and a member cluster's).
+    let gvk = GroupVersionKind::gvk("kubesphere.io", "v1alpha1", "InstallPlan");
+    let plans: Api<DynamicObject> = Api::all_with(
+        client.clone(),
+        &ApiResource::from_gvk_with_plural(&gvk, "installplans"),
+    );
+    let plan: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "kubesphere.io/v1alpha1", "kind": "InstallPlan",
+        "metadata": {"name": EXT, "finalizers": ["kubesphere.io/installplan-protection"]},
+        "spec": {"extension": {"name": EXT, "version": "1.0.0"}},
+        "status": {"state": "Installed", "releaseName": EXT, "targetNamespace": EXT_NS,
+                   "clusterSchedulingStatuses": {"member1": {"releaseName": format!("{EXT}-agent"), "targetNamespace": EXT_NS}}},
+    }))
+    .expect("installplan");
+    plans
+        .create(&PostParams::default(), &plan)
+        .await
+        .expect("create installplan");
+
+    let decoy_cm: Api<ConfigMap> = Api::namespaced(client.clone(), DECOY_NS);
+    let cm_uid = decoy_cm
+        .get("decoy-config")
+        .await
+        .expect("decoy cm")
+        .uid()
+        .expect("uid");
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let crd_uid = crds
+        .get(FOREIGN_CRD)
+        .await
+        .expect("foreign crd")
+        .uid()
+        .expect("uid");
+    (cm_uid, crd_uid)
+}
+
+async fn assert_clean(client: &Client, home: &Path, decoy: &(String, String)) {
+    assert_eq!(helm_releases(home), vec![format!("{DECOY_NS}/decoy")]);
+    let verify = kubesweep(&["verify"]);
+    assert_eq!(
+        verify.status.code(),
+        Some(0),
+        "verify: {}",
+        explain(&verify)
+    );
+
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    for gone in ["installplans.kubesphere.io", "widgets.demo.kubesphere.io"] {
+        assert!(
+            crds.get_opt(gone).await.expect("get crd").is_none(),
+            "{gone} left"
+        );
+    }
+    let foreign = crds.get(FOREIGN_CRD).await.expect("foreign CRD kept");
+    assert_eq!(foreign.uid().as_deref(), Some(decoy.1.as_str()));
+    let roles: Api<ClusterRole> = Api::all(client.clone());
+    for gone in ["demo-reader", "demo-agent-reader", "ks-core-extra-reader"] {
+        assert!(
+            roles.get_opt(gone).await.expect("get role").is_none(),
+            "{gone} left"
+        );
+    }
+    assert!(
+        roles
+            .get_opt("helm-decoy-reader")
+            .await
+            .expect("get")
+            .is_some()
+    );
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    for gone in [EXT_NS, "kubesphere-system"] {
+        assert!(
+            namespaces.get_opt(gone).await.expect("get ns").is_none(),
+            "{gone} left"
+        );
+    }
+    let decoy_cm: Api<ConfigMap> = Api::namespaced(client.clone(), DECOY_NS);
+    let cm = decoy_cm.get("decoy-config").await.expect("decoy cm kept");
+    assert_eq!(cm.uid().as_deref(), Some(decoy.0.as_str()));
+    // The foreign release still works with helm after the cleanup.
+    helm_ok(&["status", "decoy", "-n", DECOY_NS], home);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn after_helm_uninstall_of_ks_core_kubesweep_removes_the_extensions_and_the_rest() {
+    let _lock = cluster_lock();
+    let client = shared_client().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    charts(dir.path());
+    reset(&client, dir.path()).await;
+    let decoy = install(&client, dir.path(), dir.path()).await;
+
+    helm_ok(
+        &["uninstall", "ks-core", "-n", "kubesphere-system"],
+        dir.path(),
+    );
+    // What helm leaves: the extension releases, the CRDs, the InstallPlan.
+    assert_eq!(
+        helm_releases(dir.path()),
+        vec![
+            format!("{EXT_NS}/{EXT}"),
+            format!("{EXT_NS}/{EXT}-agent"),
+            format!("{DECOY_NS}/decoy")
+        ]
+    );
+
+    let plan = kubesweep(&["plan", "-o", "json"]);
+    assert!(plan.status.success(), "plan: {}", explain(&plan));
+    let plan: serde_json::Value = serde_json::from_slice(&plan.stdout).expect("plan json");
+    let text = plan["findings"].to_string();
+    assert!(text.contains("member cluster member1"), "{text}");
+    assert!(text.contains(FOREIGN_CRD), "{text}");
+
+    let out = kubesweep(&["apply", "--yes"]);
+    assert_eq!(out.status.code(), Some(0), "apply: {}", explain(&out));
+    assert_clean(&client, dir.path(), &decoy).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kubesweep_alone_uninstalls_ks_core_and_its_extensions() {
+    let _lock = cluster_lock();
+    let client = shared_client().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    charts(dir.path());
+    reset(&client, dir.path()).await;
+    let decoy = install(&client, dir.path(), dir.path()).await;
+
+    let out = kubesweep(&["apply", "--yes", "--stop-controllers"]);
+    assert_eq!(out.status.code(), Some(0), "apply: {}", explain(&out));
+    assert_clean(&client, dir.path(), &decoy).await;
+}

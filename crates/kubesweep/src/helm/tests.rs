@@ -1,0 +1,328 @@
+//! Tests of the Helm part on records written by the real helm (captured from
+//! the test control plane into `tests/data/helm/`), on corrupted records,
+//! property tests that decoding and parsing never panic, and the planner's
+//! Helm phases on an inventory built from the captured records.
+
+use kube::api::DynamicObject;
+use proptest::prelude::*;
+use serde_json::{Value, json};
+
+use super::*;
+use crate::inventory::Inventory;
+use crate::plan::test_support::{crd, namespace, obj, rt};
+use crate::plan::{Finding, Operation, PhaseId, PlanOptions, plan};
+use crate::profile::Profile;
+
+/// helm v3.22.0 `install` then `upgrade` of a small chart (Secret driver).
+const SECRET_RECORDS: &str = include_str!("../../tests/data/helm/capture-secret-driver.json");
+/// helm v3.22.0 `install` with `HELM_DRIVER=configmap`.
+const CONFIGMAP_RECORDS: &str = include_str!("../../tests/data/helm/capture-configmap-driver.json");
+
+fn records(text: &str, driver: StorageDriver) -> Vec<(StorageDriver, DynamicObject)> {
+    let value: Value = serde_json::from_str(text).expect("captured records");
+    value["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|i| (driver, serde_json::from_value(i.clone()).expect("object")))
+        .collect()
+}
+
+fn profile() -> Profile {
+    Profile::builtin("kubesphere").expect("builtin profile")
+}
+
+#[test]
+fn real_secret_records_decode_and_the_deployed_revision_is_used() {
+    let recs = records(SECRET_RECORDS, StorageDriver::Secret);
+    let first = decode_stored_record(&recs[0].1).expect("decode v1");
+    assert_eq!((first.name.as_str(), first.version), ("capture", 1));
+    let observed = summarise(recs);
+    assert!(observed.unreadable.is_empty());
+    let [release] = observed.releases.as_slice() else {
+        panic!("one release: {:?}", observed.releases);
+    };
+    assert_eq!(release.revision, 2);
+    assert_eq!(release.status, "deployed");
+    assert_eq!(release.chart, "capture-0.1.0");
+    assert_eq!(release.records.len(), 2, "every revision's record");
+    let objects: Vec<String> = release.objects.iter().map(|o| o.describe()).collect();
+    assert_eq!(
+        objects,
+        ["ConfigMap capture-config", "ClusterRole capture-reader"]
+    );
+    assert_eq!(
+        release.objects[0]
+            .labels
+            .get("kubesphere.io/extension-ref")
+            .map(String::as_str),
+        Some("capture")
+    );
+    assert_eq!(release.chart_crds.len(), 1);
+    assert_eq!(release.chart_crds[0].name, "captures.capture.kubesphere.io");
+    assert!(release.problems.is_empty(), "{:?}", release.problems);
+}
+
+#[test]
+fn real_configmap_records_decode() {
+    let observed = summarise(records(CONFIGMAP_RECORDS, StorageDriver::ConfigMap));
+    let [release] = observed.releases.as_slice() else {
+        panic!("one release");
+    };
+    assert_eq!(release.name, "capture-cm");
+    assert_eq!(release.driver, Some(StorageDriver::ConfigMap));
+    assert_eq!(release.objects.len(), 2);
+}
+
+#[test]
+fn a_corrupted_record_is_reported_and_still_attributed_to_its_release() {
+    let mut recs = records(SECRET_RECORDS, StorageDriver::Secret);
+    // The API layer decodes to "not gzip nor json", which is not Helm's base64.
+    recs[1].1.data["data"]["release"] = json!("bm90IGd6aXAgbm9yIGpzb24=");
+    let observed = summarise(recs);
+    assert_eq!(observed.unreadable.len(), 1);
+    assert!(
+        observed.unreadable[0]
+            .message
+            .contains("not valid base64 (helm)"),
+        "{}",
+        observed.unreadable[0].message
+    );
+    // v1 still decodes: the release is known, with both records.
+    assert_eq!(observed.releases[0].revision, 1);
+    assert_eq!(observed.releases[0].records.len(), 2);
+}
+
+proptest! {
+    #[test]
+    fn decoding_arbitrary_bytes_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+        let _ = decode_release(&bytes);
+    }
+
+    #[test]
+    fn decoding_arbitrary_gzip_payloads_never_panics(payload in proptest::collection::vec(any::<u8>(), 0..512)) {
+        use base64::Engine;
+        use std::io::Write;
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(&payload).expect("gzip");
+        let value = base64::engine::general_purpose::STANDARD.encode(gz.finish().expect("gzip"));
+        let _ = decode_release(value.as_bytes());
+    }
+
+    #[test]
+    fn truncated_or_flipped_real_records_never_panic(cut in 0usize..2000, flip in 0usize..2000) {
+        let recs = records(SECRET_RECORDS, StorageDriver::Secret);
+        let mut object = recs[1].1.clone();
+        let value = object.data["data"]["release"].as_str().expect("release").to_owned();
+        let mut bytes = value.into_bytes();
+        let at = flip % bytes.len().max(1);
+        if let Some(b) = bytes.get_mut(at) { *b ^= 0x5a; }
+        bytes.truncate(cut.min(bytes.len()));
+        object.data["data"]["release"] = Value::String(String::from_utf8_lossy(&bytes).into_owned());
+        let _ = decode_stored_record(&object);
+    }
+
+    #[test]
+    fn parsing_arbitrary_manifests_never_panics(text in "(---\n|[a-z:{}\\[\\] \n-]|apiVersion: v1\n|kind: X\n){0,40}") {
+        let _ = parse_manifest(&text);
+        let _ = chart_crds(&[("crds/x.yaml".to_owned(), text)]);
+    }
+}
+
+/// The captured release, selected because its objects carry the extension
+/// label, with its live objects as discovery reads them.
+fn inventory_with_release(extra_live: Vec<LiveObject>) -> Inventory {
+    let mut inventory = Inventory {
+        helm: summarise(records(SECRET_RECORDS, StorageDriver::Secret)),
+        ..Inventory::default()
+    };
+    let release = &mut inventory.helm.releases[0];
+    release.live = vec![
+        LiveObject {
+            resource: rt("", "v1", "ConfigMap", "configmaps", true),
+            object: obj(
+                "v1",
+                "ConfigMap",
+                Some("capture-ns"),
+                "capture-config",
+                json!({}),
+            ),
+            chart_crd: false,
+        },
+        LiveObject {
+            resource: rt(
+                "rbac.authorization.k8s.io",
+                "v1",
+                "ClusterRole",
+                "clusterroles",
+                false,
+            ),
+            object: obj(
+                "rbac.authorization.k8s.io/v1",
+                "ClusterRole",
+                None,
+                "capture-reader",
+                json!({}),
+            ),
+            chart_crd: false,
+        },
+    ];
+    release.live.extend(extra_live);
+    inventory.namespaces = vec![namespace("capture-ns", json!({}))];
+    inventory
+}
+
+fn phase_names(p: &crate::plan::Plan, id: PhaseId) -> Vec<String> {
+    p.phase(id)
+        .map(|ph| ph.actions.iter().map(|a| a.target.to_string()).collect())
+        .unwrap_or_default()
+}
+
+#[test]
+fn selected_release_objects_then_records_are_planned() {
+    let deployment = LiveObject {
+        resource: rt("apps", "v1", "Deployment", "deployments", true),
+        object: obj(
+            "apps/v1",
+            "Deployment",
+            Some("capture-ns"),
+            "worker",
+            json!({}),
+        ),
+        chart_crd: false,
+    };
+    let kept = LiveObject {
+        resource: rt("", "v1", "Secret", "secrets", true),
+        object: obj(
+            "v1",
+            "Secret",
+            Some("capture-ns"),
+            "keep-me",
+            json!({"metadata": {"annotations": {"helm.sh/resource-policy": "keep"}}}),
+        ),
+        chart_crd: false,
+    };
+    let foreign_crd = LiveObject {
+        resource: crate::inventory::types::crd(),
+        object: obj(
+            "apiextensions.k8s.io/v1",
+            "CustomResourceDefinition",
+            None,
+            "gadgets.example.com",
+            json!({"spec": {"group": "example.com"}}),
+        ),
+        chart_crd: true,
+    };
+    let inventory = inventory_with_release(vec![deployment, kept, foreign_crd.clone()]);
+    let p = plan(&profile(), &inventory, &PlanOptions::default());
+    assert_eq!(
+        phase_names(&p, PhaseId::HelmWorkloads),
+        ["deployments.apps/capture-ns/worker"]
+    );
+    assert_eq!(
+        phase_names(&p, PhaseId::HelmReleases),
+        [
+            "configmaps/capture-ns/capture-config",
+            "clusterroles.rbac.authorization.k8s.io/capture-reader"
+        ]
+    );
+    assert_eq!(
+        phase_names(&p, PhaseId::HelmRecords),
+        [
+            "secrets/capture-ns/sh.helm.release.v1.capture.v1",
+            "secrets/capture-ns/sh.helm.release.v1.capture.v2"
+        ]
+    );
+    let records = p.phase(PhaseId::HelmRecords).expect("records");
+    assert!(records.actions.iter().all(|a| !a.target.uid.is_empty()));
+    assert!(matches!(
+        records.actions[0].operation,
+        Operation::Delete { .. }
+    ));
+    let findings: Vec<String> = p.findings.iter().map(ToString::to_string).collect();
+    assert!(
+        findings
+            .iter()
+            .any(|f| f.contains("keep-me") && f.contains("resource-policy")),
+        "{findings:?}"
+    );
+    assert!(
+        findings.iter().any(|f| f.contains("gadgets.example.com")),
+        "{findings:?}"
+    );
+    assert!(p.phase(PhaseId::Crds).expect("crds").actions.is_empty());
+
+    let included = PlanOptions {
+        include_shared_crds: true,
+        ..PlanOptions::default()
+    };
+    let p = plan(
+        &profile(),
+        &inventory_with_release(vec![foreign_crd]),
+        &included,
+    );
+    assert_eq!(
+        phase_names(&p, PhaseId::Crds),
+        ["customresourcedefinitions.apiextensions.k8s.io/gadgets.example.com"]
+    );
+}
+
+#[test]
+fn unselected_releases_are_untouched_and_member_releases_reported() {
+    // Without the extension label, nothing selects the release.
+    let mut inventory = inventory_with_release(vec![]);
+    for object in &mut inventory.helm.releases[0].objects {
+        object.labels.clear();
+    }
+    let p = plan(&profile(), &inventory, &PlanOptions::default());
+    assert!(p.is_empty(), "{:?}", p.phases);
+
+    // An InstallPlan names it (and a member cluster's agent).
+    let installplan = obj(
+        "kubesphere.io/v1alpha1",
+        "InstallPlan",
+        None,
+        "capture",
+        json!({"status": {"releaseName": "capture", "targetNamespace": "capture-ns",
+               "clusterSchedulingStatuses": {"member1": {"releaseName": "capture-agent", "targetNamespace": "capture-ns"}}}}),
+    );
+    inventory.crds = vec![crd(
+        rt(
+            "kubesphere.io",
+            "v1alpha1",
+            "InstallPlan",
+            "installplans",
+            false,
+        ),
+        vec![installplan],
+        json!({}),
+    )];
+    let p = plan(&profile(), &inventory, &PlanOptions::default());
+    assert_eq!(phase_names(&p, PhaseId::HelmRecords).len(), 2);
+    assert!(p.findings.iter().any(|f| matches!(f, Finding::Skipped { subject, .. } if subject.contains("member cluster member1"))));
+}
+
+#[test]
+fn objects_other_phases_handle_are_left_to_them() {
+    // The ClusterRole is also platform RBAC by label: one delete, in cluster leftovers.
+    let mut inventory = inventory_with_release(vec![]);
+    let role = obj(
+        "rbac.authorization.k8s.io/v1",
+        "ClusterRole",
+        None,
+        "capture-reader",
+        json!({"metadata": {"labels": {"kubesphere.io/extension-ref": "capture"}}}),
+    );
+    inventory.cluster_roles = vec![role];
+    let p = plan(&profile(), &inventory, &PlanOptions::default());
+    let all: Vec<String> = p.actions().map(|(_, a)| a.target.to_string()).collect();
+    let count = all
+        .iter()
+        .filter(|t| t.ends_with("/capture-reader"))
+        .count();
+    assert_eq!(count, 1, "{all:?}");
+    assert_eq!(
+        phase_names(&p, PhaseId::ClusterLeftovers),
+        ["clusterroles.rbac.authorization.k8s.io/capture-reader"]
+    );
+}
