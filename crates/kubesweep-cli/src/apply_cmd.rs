@@ -12,6 +12,7 @@ use crate::{backup_cmd, plan_cmd, progress, session, verify_cmd};
 use kubesweep::cluster::Cluster;
 use kubesweep::execute::{ExecuteOptions, ExecutionReport, Progress};
 use kubesweep::plan::Plan;
+use kubesweep::preflight::RunningController;
 use kubesweep::profile::Profile;
 
 /// Runs `apply`.
@@ -69,10 +70,12 @@ pub async fn run(
         return finish_with_verify(&cluster, &profile, &options, None).await;
     }
 
-    preflight(&cluster, &profile, &plan, flags).await?;
+    let running = preflight(&cluster, &profile, &plan, flags).await?;
     confirm(&cluster, &plan, flags)?;
-    // Nothing of the plan is mutated before the backup is written and verified.
+    // Nothing is mutated before the backup is written and verified, not even
+    // the controllers' replica counts.
     backup_cmd::before_apply(&cluster, &plan, &inventory, &flags.backup).await?;
+    stop_controllers(&cluster, &running, flags).await?;
 
     let execute_options = ExecuteOptions {
         max_in_flight: usize::from(flags.max_in_flight),
@@ -98,13 +101,14 @@ pub async fn run(
 
 /// Refuses before any change when the credentials lack a permission the plan
 /// needs, or when the platform's controllers still run (they would recreate
-/// or re-finalize what is removed).
+/// or re-finalize what is removed) and `--stop-controllers` was not given.
+/// Returns the controllers to stop once the backup is written.
 async fn preflight(
     cluster: &Cluster,
     profile: &Profile,
     plan: &Plan,
     flags: &ApplyFlags,
-) -> Result<(), CliError> {
+) -> Result<Vec<RunningController>, CliError> {
     let required = kubesweep::preflight::required_permissions(plan);
     let missing = kubesweep::preflight::missing_permissions(&cluster.client, &required)
         .await
@@ -129,9 +133,23 @@ async fn preflight(
         .await
         .map_err(|e| CliError::new(Exit::Cluster, session::chain(&e)))?;
     if running.is_empty() || flags.force {
-        return Ok(());
+        return Ok(Vec::new());
     }
-    let names: Vec<String> = running
+    if !flags.stop_controllers {
+        return Err(CliError::new(
+            Exit::Refused,
+            format!(
+                "platform controllers still run ({}); they would undo the cleanup. \
+                 Pass --stop-controllers to scale them to zero first, or --force",
+                controller_names(&running).join(", ")
+            ),
+        ));
+    }
+    Ok(running)
+}
+
+fn controller_names(running: &[RunningController]) -> Vec<String> {
+    running
         .iter()
         .map(|c| {
             format!(
@@ -139,20 +157,24 @@ async fn preflight(
                 c.namespace, c.name, c.replicas
             )
         })
-        .collect();
-    if !flags.stop_controllers {
-        return Err(CliError::new(
-            Exit::Refused,
-            format!(
-                "platform controllers still run ({}); they would undo the cleanup. \
-                 Pass --stop-controllers to scale them to zero first, or --force",
-                names.join(", ")
-            ),
-        ));
+        .collect()
+}
+
+/// Scales the running controllers to zero (`--stop-controllers`) and waits for their pods.
+async fn stop_controllers(
+    cluster: &Cluster,
+    running: &[RunningController],
+    flags: &ApplyFlags,
+) -> Result<(), CliError> {
+    if running.is_empty() {
+        return Ok(());
     }
-    eprintln!("stopping platform controllers: {}", names.join(", "));
+    eprintln!(
+        "stopping platform controllers: {}",
+        controller_names(running).join(", ")
+    );
     let timeout = std::time::Duration::from_secs(flags.wait_timeout_secs);
-    let report = kubesweep::preflight::stop_controllers(&cluster.client, &running, timeout).await;
+    let report = kubesweep::preflight::stop_controllers(&cluster.client, running, timeout).await;
     if report.all_stopped() {
         Ok(())
     } else {

@@ -15,7 +15,7 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::authentication::v1::TokenRequest;
 use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
-use kube::api::{Api, DeleteParams, DynamicObject, PostParams};
+use kube::api::{Api, DeleteParams, PostParams};
 use kube::{Client, ResourceExt};
 use kubesweep_fixtures::harness::{cluster_lock, kubeconfig_path, shared_client, unique_name};
 use kubesweep_fixtures::verdict::violations;
@@ -25,8 +25,13 @@ use serde_json::json;
 /// The shared CRD the built-in profile keeps unless `--include-shared-crds`.
 const SHARED_CRD: &str = "applications.app.k8s.io";
 
+/// Runs the binary in a scratch directory, so the backups `apply` writes by
+/// default (`./kubesweep-backups`) land there and not in the source tree.
 fn kubesweep(args: &[&str], kubeconfig: &Path) -> Output {
+    static SCRATCH: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
+    let scratch = SCRATCH.get_or_init(|| tempfile::tempdir().expect("scratch dir"));
     Command::new(env!("CARGO_BIN_EXE_kubesweep"))
+        .current_dir(scratch.path())
         .args(args)
         .env("KUBECONFIG", kubeconfig)
         .env("NO_COLOR", "1")
@@ -51,36 +56,15 @@ fn test_kubeconfig() -> PathBuf {
     PathBuf::from(kubeconfig_path())
 }
 
-/// UID and resourceVersion of every seeded object (any role), `None` when absent:
-/// equal before and after means nothing in the footprint was touched.
+/// UID and resourceVersion of every seeded object (any role): equal before
+/// and after means nothing in the footprint was touched.
 async fn footprint_state(
     client: &Client,
     footprint: &Footprint,
 ) -> BTreeMap<String, Option<(String, String)>> {
-    let mut state = BTreeMap::new();
-    for object in &footprint.objects {
-        let resource = object.api_resource();
-        let api: Api<DynamicObject> = match &object.key.namespace {
-            Some(ns) => Api::namespaced_with(client.clone(), ns, &resource),
-            None => Api::all_with(client.clone(), &resource),
-        };
-        let found = match api.get_opt(&object.key.name).await {
-            Ok(found) => found,
-            // The kind itself is gone (its CRD was removed).
-            Err(kube::Error::Api(e)) if e.code == 404 => None,
-            Err(e) => panic!("get {}: {e}", object.key),
-        };
-        state.insert(
-            object.key.to_string(),
-            found.map(|o| {
-                (
-                    o.uid().unwrap_or_default(),
-                    o.resource_version().unwrap_or_default(),
-                )
-            }),
-        );
-    }
-    state
+    kubesweep_fixtures::footprint_state(client, footprint)
+        .await
+        .expect("read the footprint state")
 }
 
 async fn seeded(client: &Client) -> Footprint {
