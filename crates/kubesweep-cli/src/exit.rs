@@ -28,8 +28,6 @@ pub enum Exit {
     Refused = 7,
     /// Backup could not be written or verified; nothing was changed.
     Backup = 8,
-    /// The command exists but is not implemented yet.
-    NotImplemented = 69,
     /// A bug in kubesweep.
     Internal = 70,
 }
