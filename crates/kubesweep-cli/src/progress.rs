@@ -1,13 +1,37 @@
 //! Progress of `apply`: one indicatif bar per phase on a terminal, plain log
-//! lines (through `tracing`, so `--log-format json` applies) elsewhere.
+//! lines (through `tracing`, so `--log-format json` applies) elsewhere; and
+//! the log writer that keeps log lines from tearing the bars apart.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::io::Write;
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use kubesweep::execute::{ActionReport, PhaseReport, Progress};
 use kubesweep::plan::PhaseId;
+
+/// The bars of this process, once any are drawn.
+static MULTI: OnceLock<MultiProgress> = OnceLock::new();
+
+/// Where log lines go: straight to stderr, or, while bars are drawn, above
+/// them (the bars are cleared, the line printed, the bars redrawn), so a log
+/// line never leaves a stale copy of the bars in the scrollback.
+pub struct LogWriter;
+
+impl Write for LogWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match MULTI.get() {
+            Some(multi) => multi.suspend(|| std::io::stderr().write_all(buf))?,
+            None => std::io::stderr().write_all(buf)?,
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
+}
 
 /// Bars on a terminal.
 pub struct Bars {
@@ -19,7 +43,9 @@ impl Bars {
     /// Bars drawn on stderr.
     pub fn new() -> Self {
         Self {
-            multi: MultiProgress::with_draw_target(ProgressDrawTarget::stderr()),
+            multi: MULTI
+                .get_or_init(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr()))
+                .clone(),
             bars: Mutex::new(HashMap::new()),
         }
     }
