@@ -171,6 +171,31 @@ pub const KUBESPHERE_V4_CRDS: &[CrdDef] = &[
     crd("tenant.kubesphere.io", "workspacetemplates", "WorkspaceTemplate", Cluster, "v1beta1", &["v1alpha2"], &["kubesphere.io/cascading-deletion"]),
 ];
 
+/// A representative subset of the ks-core 3.4 CRDs (fact sheet, section 9) and the ks-installer CRD,
+/// at the versions 3.x stored them (before 4.x moved most groups to `v1beta1`), with the 3.x
+/// finalizers.
+#[rustfmt::skip]
+pub const KUBESPHERE_V3_CRDS: &[CrdDef] = &[
+    crd("installer.kubesphere.io", "clusterconfigurations", "ClusterConfiguration", Namespaced, "v1alpha1", &[], &[]),
+    crd("iam.kubesphere.io", "users", "User", Cluster, "v1alpha2", &[], &["finalizers.kubesphere.io/users"]),
+    crd("iam.kubesphere.io", "globalroles", "GlobalRole", Cluster, "v1alpha2", &[], &[]),
+    crd("iam.kubesphere.io", "globalrolebindings", "GlobalRoleBinding", Cluster, "v1alpha2", &[], &[]),
+    crd("iam.kubesphere.io", "workspaceroles", "WorkspaceRole", Cluster, "v1alpha2", &[], &[]),
+    crd("iam.kubesphere.io", "workspacerolebindings", "WorkspaceRoleBinding", Cluster, "v1alpha2", &[], &[]),
+    crd("tenant.kubesphere.io", "workspaces", "Workspace", Cluster, "v1alpha1", &[], &["finalizers.tenant.kubesphere.io"]),
+    crd("tenant.kubesphere.io", "workspacetemplates", "WorkspaceTemplate", Cluster, "v1alpha2", &[], &["finalizers.workspacetemplate.kubesphere.io", "orphan.finalizers.kubesphere.io"]),
+    crd("cluster.kubesphere.io", "clusters", "Cluster", Cluster, "v1alpha1", &[], &["finalizer.cluster.kubesphere.io"]),
+    crd("network.kubesphere.io", "ippools", "IPPool", Cluster, "v1alpha1", &[], &["finalizers.network.kubesphere.io/ippool"]),
+    crd("quota.kubesphere.io", "resourcequotas", "ResourceQuota", Cluster, "v1alpha2", &[], &[]),
+    crd("alerting.kubesphere.io", "rulegroups", "RuleGroup", Namespaced, "v2beta1", &[], &[]),
+];
+
+/// CRDs KubeSphere 3.x installs but other software shares: a cleanup keeps them by default.
+#[rustfmt::skip]
+pub const SHARED_V3_CRDS: &[CrdDef] = &[
+    crd("monitoring.coreos.com", "prometheusrules", "PrometheusRule", Namespaced, "v1", &[], &[]),
+];
+
 /// Foreign CRDs that must survive any KubeSphere cleanup: another vendor's group, and two groups
 /// that only *look* like KubeSphere's (`notkubesphere.io` shares a suffix without the dot boundary,
 /// `kubesphere.io.example.com` contains it as a prefix).
@@ -189,6 +214,27 @@ pub fn kubesphere_crd(group: &str, plural: &str) -> &'static CrdDef {
         .chain(FOREIGN_CRDS)
         .find(|c| c.group == group && c.plural == plural)
         .unwrap_or_else(|| panic!("no CRD {plural}.{group} in the fixture tables"))
+}
+
+/// Looks a 3.x CRD (KubeSphere's, shared or foreign) up by group and plural.
+pub fn kubesphere_v3_crd(group: &str, plural: &str) -> &'static CrdDef {
+    KUBESPHERE_V3_CRDS
+        .iter()
+        .chain(SHARED_V3_CRDS)
+        .chain(FOREIGN_CRDS)
+        .find(|c| c.group == group && c.plural == plural)
+        .unwrap_or_else(|| panic!("no CRD {plural}.{group} in the 3.x fixture tables"))
+}
+
+/// Every CRD definition the fixtures know under one name (4.x and 3.x may store it at different
+/// versions).
+pub(crate) fn definitions(name: &str) -> impl Iterator<Item = &'static CrdDef> + '_ {
+    KUBESPHERE_V4_CRDS
+        .iter()
+        .chain(KUBESPHERE_V3_CRDS)
+        .chain(SHARED_V3_CRDS)
+        .chain(FOREIGN_CRDS)
+        .filter(move |c| c.name() == name)
 }
 
 #[cfg(test)]

@@ -20,6 +20,7 @@ pub mod decoys;
 mod error;
 mod footprint;
 pub mod helm;
+pub mod kubesphere_v3;
 pub mod kubesphere_v4;
 mod plan;
 mod scale;

@@ -18,7 +18,7 @@ struct Cli {
     /// Kubeconfig context (default: the current one).
     #[arg(long, global = true)]
     context: Option<String>,
-    /// Footprint profile.
+    /// Footprint profile: kubesphere-v4 or kubesphere-v3.
     #[arg(long, global = true, default_value = "kubesphere-v4")]
     profile: Profile,
     /// small, medium, large, WxPxO, or workspaces=W,projects=P,objects=O.

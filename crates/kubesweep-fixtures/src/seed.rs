@@ -18,9 +18,9 @@ use serde_json::{Value, json};
 
 use crate::error::{Error, Result};
 use crate::footprint::{Footprint, ObjectKey, Role};
-use crate::kubesphere_v4;
 use crate::plan::{FOREIGN_MANAGER, Plan, SeedItem, Stage};
 use crate::scale::Scale;
+use crate::{kubesphere_v3, kubesphere_v4};
 
 /// The platform footprint to seed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -28,6 +28,8 @@ pub enum Profile {
     /// KubeSphere 4.1 after `helm uninstall ks-core`.
     #[default]
     KubesphereV4,
+    /// KubeSphere 3.4 (ks-installer) leftovers; a fixed footprint, whatever the scale.
+    KubesphereV3,
 }
 
 impl Profile {
@@ -35,6 +37,7 @@ impl Profile {
     pub fn name(&self) -> &'static str {
         match self {
             Profile::KubesphereV4 => kubesphere_v4::PROFILE,
+            Profile::KubesphereV3 => kubesphere_v3::PROFILE,
         }
     }
 }
@@ -44,8 +47,9 @@ impl FromStr for Profile {
     fn from_str(s: &str) -> Result<Self> {
         match s {
             "kubesphere-v4" | "kubesphere" => Ok(Profile::KubesphereV4),
+            "kubesphere-v3" => Ok(Profile::KubesphereV3),
             other => Err(Error::InvalidOption(format!(
-                "unknown profile {other:?} (known: kubesphere-v4)"
+                "unknown profile {other:?} (known: kubesphere-v4, kubesphere-v3)"
             ))),
         }
     }
@@ -96,6 +100,7 @@ pub fn footprint(opts: &SeedOptions) -> Footprint {
 pub(crate) fn build_plan(opts: &SeedOptions) -> Plan {
     match opts.profile {
         Profile::KubesphereV4 => kubesphere_v4::plan(opts.scale),
+        Profile::KubesphereV3 => kubesphere_v3::plan(),
     }
 }
 
@@ -665,6 +670,11 @@ mod tests {
             "kubesphere-v4".parse::<Profile>().expect("profile"),
             Profile::KubesphereV4
         );
+        assert_eq!(
+            "kubesphere-v3".parse::<Profile>().expect("profile"),
+            Profile::KubesphereV3
+        );
+        assert_eq!(Profile::KubesphereV3.name(), "kubesphere-v3");
         assert!("rancher".parse::<Profile>().is_err());
     }
 }

@@ -12,7 +12,7 @@ use kube::Client;
 use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams};
 use serde_json::{Map, Value, json};
 
-use crate::crds::{FOREIGN_CRDS, KUBESPHERE_V4_CRDS};
+use crate::crds::{CrdDef, definitions};
 use crate::error::{Error, Result};
 use crate::footprint::{Footprint, Role, SeededObject};
 use crate::seed::{SeedOptions, build_plan, retry_if};
@@ -214,15 +214,16 @@ async fn restore_system_namespaces(
     Ok(())
 }
 
-/// Clears the finalizers of every instance of one of the fixture CRDs.
+/// Clears the finalizers of every instance of one of the fixture CRDs, at whichever of the versions
+/// the profiles store it (the ones the cluster does not serve answer 404 and are skipped).
 pub(crate) async fn strip_instances(client: &Client, crd_name: &str) -> Result<()> {
-    let Some(def) = KUBESPHERE_V4_CRDS
-        .iter()
-        .chain(FOREIGN_CRDS)
-        .find(|c| c.name() == crd_name)
-    else {
-        return Ok(());
-    };
+    for def in definitions(crd_name) {
+        strip_instances_of(client, def, crd_name).await?;
+    }
+    Ok(())
+}
+
+async fn strip_instances_of(client: &Client, def: &CrdDef, crd_name: &str) -> Result<()> {
     let ar = def.api_resource();
     let all: Api<DynamicObject> = Api::all_with(client.clone(), &ar);
     let list = match all.list(&Default::default()).await {

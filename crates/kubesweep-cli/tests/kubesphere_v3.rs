@@ -1,0 +1,154 @@
+//! The `kubesweep` binary against the real control plane, on the seeded
+//! KubeSphere 3.4 (ks-installer) footprint: the built-in profile claims 3.x
+//! too, so plan → apply must remove every 3.x leftover, keep the project
+//! namespace its Workspace owned, and leave the shared Prometheus Operator CRD
+//! and its foreign instance alone.
+//!
+//! Uses the footprint's fixed names, so it takes the cluster lock.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Namespace;
+use kube::api::Api;
+use kube::{Client, ResourceExt};
+use kubesweep_fixtures::harness::{cluster_lock, kubeconfig_path, shared_client};
+use kubesweep_fixtures::kubesphere_v3::{PROJECT, SHARED_CRD};
+use kubesweep_fixtures::verdict::{is_platform_key, violations};
+use kubesweep_fixtures::{Footprint, Profile, Role, SeedOptions, seed, snapshot, teardown};
+
+/// Runs the binary in a scratch directory, so the backups `apply` writes by
+/// default (`./kubesweep-backups`) land there and not in the source tree.
+fn kubesweep(args: &[&str], kubeconfig: &Path) -> Output {
+    static SCRATCH: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
+    let scratch = SCRATCH.get_or_init(|| tempfile::tempdir().expect("scratch dir"));
+    Command::new(env!("CARGO_BIN_EXE_kubesweep"))
+        .current_dir(scratch.path())
+        .args(args)
+        .env("KUBECONFIG", kubeconfig)
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("run kubesweep")
+}
+
+fn explain(output: &Output) -> String {
+    format!(
+        "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+fn options() -> SeedOptions {
+    SeedOptions {
+        profile: Profile::KubesphereV3,
+        ..SeedOptions::default()
+    }
+}
+
+async fn seeded(client: &Client) -> Footprint {
+    seed(client, &options())
+        .await
+        .expect("seed the 3.x footprint")
+        .footprint
+}
+
+#[tokio::test]
+async fn cli_removes_the_3x_footprint_keeping_projects_and_shared_crds() {
+    let _lock = cluster_lock();
+    let client = shared_client().await;
+    let kubeconfig = PathBuf::from(kubeconfig_path());
+    let footprint = seeded(&client).await;
+    let before = snapshot(&client, &footprint)
+        .await
+        .expect("snapshot before");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let plan_file = dir.path().join("plan.json");
+
+    let plan = kubesweep(
+        &["plan", "-o", plan_file.to_str().expect("utf-8")],
+        &kubeconfig,
+    );
+    assert_eq!(plan.status.code(), Some(0), "{}", explain(&plan));
+    let apply = kubesweep(
+        &["apply", plan_file.to_str().expect("utf-8"), "--yes"],
+        &kubeconfig,
+    );
+    assert_eq!(apply.status.code(), Some(0), "{}", explain(&apply));
+    assert!(
+        String::from_utf8_lossy(&apply.stdout).contains("verify: clean"),
+        "{}",
+        explain(&apply)
+    );
+
+    // The garbage collector acts asynchronously on a deleted Workspace: give it
+    // time to take the project namespace with it, if it could, before judging.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+
+    let state = kubesweep_fixtures::footprint_state(&client, &footprint)
+        .await
+        .expect("read the footprint state");
+    let left: Vec<String> = footprint
+        .with_role(Role::Platform)
+        .map(|o| o.key.to_string())
+        .filter(|key| state[key].is_some())
+        .collect();
+    assert!(left.is_empty(), "platform objects still there: {left:?}");
+
+    let after = snapshot(&client, &footprint).await.expect("snapshot after");
+    let bad = violations(&footprint, &before, &after);
+    assert!(
+        bad.is_empty(),
+        "the cleanup changed what it must not:\n{}",
+        bad.join("\n")
+    );
+
+    // The verdict also holds the shared CRD and its foreign instance
+    // byte-identical (role Foreign); say so plainly should that ever break.
+    let shared_key = format!("CustomResourceDefinition.apiextensions.k8s.io {SHARED_CRD}");
+    assert!(
+        state[&shared_key].is_some(),
+        "the shared CRD is kept by default"
+    );
+    let foreign_rule = footprint
+        .find("PrometheusRule", Some("acme-apps"), "acme-rules")
+        .expect("foreign PrometheusRule in the footprint");
+    assert!(state[&foreign_rule.key.to_string()].is_some());
+
+    // The verdict allows the removal of KubeSphere keys; prove they are really
+    // gone, and that the Workspace-owned project survived.
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let kept: Vec<&str> = footprint
+        .system_namespaces()
+        .into_iter()
+        .chain(footprint.user_namespaces())
+        .collect();
+    assert!(kept.contains(&PROJECT));
+    for name in kept {
+        let ns = namespaces.get(name).await.expect("kept namespace exists");
+        assert!(
+            ns.metadata.deletion_timestamp.is_none(),
+            "{name} is being deleted"
+        );
+        let keys = ns
+            .labels()
+            .keys()
+            .chain(ns.annotations().keys())
+            .chain(ns.finalizers());
+        for key in keys {
+            assert!(!is_platform_key(key), "{name} still carries {key}");
+        }
+        assert!(
+            ns.owner_references()
+                .iter()
+                .all(|r| !r.api_version.contains("kubesphere.io")),
+            "{name} still has a KubeSphere owner"
+        );
+    }
+
+    teardown(&client, &footprint, &options())
+        .await
+        .expect("teardown");
+}
