@@ -6,9 +6,12 @@
 //!
 //! All tests use the footprint's fixed names, so each takes the cluster lock.
 
+mod common;
+
+use common::*;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
@@ -19,42 +22,11 @@ use kube::api::{Api, DeleteParams, PostParams};
 use kube::{Client, ResourceExt};
 use kubesweep_fixtures::harness::{cluster_lock, kubeconfig_path, shared_client, unique_name};
 use kubesweep_fixtures::verdict::violations;
-use kubesweep_fixtures::{Footprint, Role, SeedOptions, seed, snapshot, teardown};
+use kubesweep_fixtures::{Footprint, Role, snapshot};
 use serde_json::json;
 
 /// The shared CRD the built-in profile keeps unless `--include-shared-crds`.
 const SHARED_CRD: &str = "applications.app.k8s.io";
-
-/// Runs the binary in a scratch directory, so the backups `apply` writes by
-/// default (`./kubesweep-backups`) land there and not in the source tree.
-fn kubesweep(args: &[&str], kubeconfig: &Path) -> Output {
-    static SCRATCH: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
-    let scratch = SCRATCH.get_or_init(|| tempfile::tempdir().expect("scratch dir"));
-    Command::new(env!("CARGO_BIN_EXE_kubesweep"))
-        .current_dir(scratch.path())
-        .args(args)
-        .env("KUBECONFIG", kubeconfig)
-        .env("NO_COLOR", "1")
-        .output()
-        .expect("run kubesweep")
-}
-
-fn explain(output: &Output) -> String {
-    format!(
-        "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
-        output.status.code(),
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
-
-fn test_kubeconfig() -> PathBuf {
-    PathBuf::from(kubeconfig_path())
-}
 
 /// UID and resourceVersion of every seeded object (any role): equal before
 /// and after means nothing in the footprint was touched.
@@ -65,19 +37,6 @@ async fn footprint_state(
     kubesweep_fixtures::footprint_state(client, footprint)
         .await
         .expect("read the footprint state")
-}
-
-async fn seeded(client: &Client) -> Footprint {
-    seed(client, &SeedOptions::default())
-        .await
-        .expect("seed the footprint")
-        .footprint
-}
-
-async fn reset(client: &Client, footprint: &Footprint) {
-    teardown(client, footprint, &SeedOptions::default())
-        .await
-        .expect("teardown");
 }
 
 #[tokio::test]
@@ -92,7 +51,7 @@ async fn cli_removes_the_footprint_touching_nothing_else_and_a_second_apply_is_a
     let dir = tempfile::tempdir().expect("tempdir");
     let plan_file = dir.path().join("plan.json");
 
-    let plan = kubesweep(
+    let plan = kubesweep_as(
         &["plan", "-o", plan_file.to_str().expect("utf-8")],
         &kubeconfig,
     );
@@ -102,7 +61,7 @@ async fn cli_removes_the_footprint_touching_nothing_else_and_a_second_apply_is_a
             .expect("plan JSON");
     assert_eq!(saved["schema_version"], 1);
 
-    let apply = kubesweep(
+    let apply = kubesweep_as(
         &["apply", plan_file.to_str().expect("utf-8"), "--yes"],
         &kubeconfig,
     );
@@ -170,11 +129,11 @@ async fn cli_removes_the_footprint_touching_nothing_else_and_a_second_apply_is_a
         );
     }
 
-    let verify = kubesweep(&["verify"], &kubeconfig);
+    let verify = kubesweep_as(&["verify"], &kubeconfig);
     assert_eq!(verify.status.code(), Some(0), "{}", explain(&verify));
 
     let state_before_second = footprint_state(&client, &footprint).await;
-    let again = kubesweep(&["apply", "--yes"], &kubeconfig);
+    let again = kubesweep_as(&["apply", "--yes"], &kubeconfig);
     assert_eq!(again.status.code(), Some(0), "{}", explain(&again));
     assert!(
         stderr(&again).contains("nothing to do"),
@@ -188,7 +147,7 @@ async fn cli_removes_the_footprint_touching_nothing_else_and_a_second_apply_is_a
     );
 
     // The shared CRD goes only on request, and only because no foreign object uses it.
-    let shared = kubesweep(&["apply", "--yes", "--include-shared-crds"], &kubeconfig);
+    let shared = kubesweep_as(&["apply", "--yes", "--include-shared-crds"], &kubeconfig);
     assert_eq!(shared.status.code(), Some(0), "{}", explain(&shared));
     let state = footprint_state(&client, &footprint).await;
     assert!(
@@ -205,7 +164,7 @@ async fn a_plan_for_another_cluster_or_a_stale_plan_is_refused_before_any_change
     let footprint = seeded(&client).await;
     let dir = tempfile::tempdir().expect("tempdir");
     let plan_file = dir.path().join("plan.json");
-    let plan = kubesweep(
+    let plan = kubesweep_as(
         &["plan", "-o", plan_file.to_str().expect("utf-8")],
         &kubeconfig,
     );
@@ -219,7 +178,7 @@ async fn a_plan_for_another_cluster_or_a_stale_plan_is_refused_before_any_change
     let foreign_plan = dir.path().join("other-cluster.json");
     std::fs::write(&foreign_plan, saved.to_string()).expect("write plan");
     let state = footprint_state(&client, &footprint).await;
-    let refused = kubesweep(
+    let refused = kubesweep_as(
         &["apply", foreign_plan.to_str().expect("utf-8"), "--yes"],
         &kubeconfig,
     );
@@ -255,7 +214,7 @@ async fn a_plan_for_another_cluster_or_a_stale_plan_is_refused_before_any_change
         .await
         .expect("re-create");
     let state = footprint_state(&client, &footprint).await;
-    let stale = kubesweep(
+    let stale = kubesweep_as(
         &["apply", plan_file.to_str().expect("utf-8"), "--yes"],
         &kubeconfig,
     );
@@ -362,7 +321,7 @@ async fn restricted_credentials_get_a_permission_error_before_any_change() {
     let (kubeconfig, namespace, rbac_name) = read_only_kubeconfig(&client, dir.path()).await;
 
     let state = footprint_state(&client, &footprint).await;
-    let out = kubesweep(&["apply", "--yes"], &kubeconfig);
+    let out = kubesweep_as(&["apply", "--yes"], &kubeconfig);
     assert_eq!(out.status.code(), Some(4), "{}", explain(&out));
     let err = stderr(&out);
     assert!(
@@ -401,11 +360,11 @@ async fn apply_refuses_without_confirmation_and_over_the_blast_radius() {
     let state = footprint_state(&client, &footprint).await;
 
     // The test's stdin is not a terminal: without --yes there is nobody to ask.
-    let out = kubesweep(&["apply"], &kubeconfig);
+    let out = kubesweep_as(&["apply"], &kubeconfig);
     assert_eq!(out.status.code(), Some(7), "{}", explain(&out));
     assert!(stderr(&out).contains("--yes"), "{}", explain(&out));
 
-    let out = kubesweep(&["apply", "--yes", "--max-actions", "5"], &kubeconfig);
+    let out = kubesweep_as(&["apply", "--yes", "--max-actions", "5"], &kubeconfig);
     assert_eq!(out.status.code(), Some(7), "{}", explain(&out));
     assert!(stderr(&out).contains("--allow-large"), "{}", explain(&out));
 
@@ -458,7 +417,7 @@ async fn running_controllers_block_apply_until_stopped() {
     );
 
     let state = footprint_state(&client, &footprint).await;
-    let out = kubesweep(&["apply", "--yes"], &kubeconfig);
+    let out = kubesweep_as(&["apply", "--yes"], &kubeconfig);
     assert_eq!(out.status.code(), Some(7), "{}", explain(&out));
     assert!(
         stderr(&out).contains("ks-controller-manager"),
@@ -471,7 +430,7 @@ async fn running_controllers_block_apply_until_stopped() {
         "a refused apply changed the cluster"
     );
 
-    let out = kubesweep(&["apply", "--yes", "--stop-controllers"], &kubeconfig);
+    let out = kubesweep_as(&["apply", "--yes", "--stop-controllers"], &kubeconfig);
     assert_eq!(out.status.code(), Some(0), "{}", explain(&out));
     assert!(
         stderr(&out).contains("stopping platform controllers"),

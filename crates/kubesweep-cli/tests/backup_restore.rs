@@ -10,53 +10,18 @@
 
 #![allow(clippy::await_holding_lock)] // the harness lock serialises whole tests by design
 
+mod common;
+
+use common::*;
+
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 use std::time::Instant;
 
-use kube::Client;
-use kubesweep_fixtures::harness::{cluster_lock, kubeconfig_path, shared_client};
-use kubesweep_fixtures::{
-    Footprint, Role, SeedOptions, footprint_objects, footprint_state, seed, teardown,
-};
+use kubesweep_fixtures::harness::{cluster_lock, shared_client};
+use kubesweep_fixtures::{Role, footprint_objects, footprint_state};
 use serde_json::{Value, json};
-
-fn kubesweep(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_kubesweep"))
-        .args(args)
-        .env("KUBECONFIG", kubeconfig_path())
-        .env("NO_COLOR", "1")
-        .output()
-        .expect("run kubesweep")
-}
-
-fn explain(output: &Output) -> String {
-    format!(
-        "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
-        output.status.code(),
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
-}
-
-fn utf8(path: &Path) -> &str {
-    path.to_str().expect("utf-8 path")
-}
-
-async fn seeded(client: &Client) -> Footprint {
-    seed(client, &SeedOptions::default())
-        .await
-        .expect("seed the footprint")
-        .footprint
-}
-
-async fn reset(client: &Client, footprint: &Footprint) {
-    teardown(client, footprint, &SeedOptions::default())
-        .await
-        .expect("teardown");
-}
 
 /// The one archive `apply` wrote into `dir`.
 fn only_archive(dir: &Path) -> PathBuf {

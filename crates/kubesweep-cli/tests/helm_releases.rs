@@ -10,6 +10,10 @@
 //! Both end with no KubeSphere release in `helm list -A`, a clean `verify`,
 //! and the foreign release, its objects and the foreign CRD untouched.
 
+mod common;
+
+use common::*;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
@@ -42,15 +46,6 @@ fn helm_path() -> PathBuf {
         )
     });
     PathBuf::from(text.trim())
-}
-
-fn explain(output: &Output) -> String {
-    format!(
-        "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
-        output.status.code(),
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
 }
 
 /// Runs helm against the test cluster, with its caches in `home`.
@@ -87,15 +82,6 @@ fn helm_releases(home: &Path) -> Vec<String> {
         .collect();
     names.sort();
     names
-}
-
-fn kubesweep(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_kubesweep"))
-        .args(args)
-        .env("KUBECONFIG", kubeconfig_path())
-        .env("NO_COLOR", "1")
-        .output()
-        .expect("run kubesweep")
 }
 
 fn write(dir: &Path, files: &[(&str, String)]) {

@@ -6,8 +6,11 @@
 //!
 //! Uses the footprint's fixed names, so it takes the cluster lock.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
+
+use common::*;
+
+use std::path::PathBuf;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Namespace;
@@ -17,29 +20,6 @@ use kubesweep_fixtures::harness::{cluster_lock, kubeconfig_path, shared_client};
 use kubesweep_fixtures::kubesphere_v3::{PROJECT, SHARED_CRD};
 use kubesweep_fixtures::verdict::{is_platform_key, violations};
 use kubesweep_fixtures::{Footprint, Profile, Role, SeedOptions, seed, snapshot, teardown};
-
-/// Runs the binary in a scratch directory, so the backups `apply` writes by
-/// default (`./kubesweep-backups`) land there and not in the source tree.
-fn kubesweep(args: &[&str], kubeconfig: &Path) -> Output {
-    static SCRATCH: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
-    let scratch = SCRATCH.get_or_init(|| tempfile::tempdir().expect("scratch dir"));
-    Command::new(env!("CARGO_BIN_EXE_kubesweep"))
-        .current_dir(scratch.path())
-        .args(args)
-        .env("KUBECONFIG", kubeconfig)
-        .env("NO_COLOR", "1")
-        .output()
-        .expect("run kubesweep")
-}
-
-fn explain(output: &Output) -> String {
-    format!(
-        "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
-        output.status.code(),
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
-}
 
 fn options() -> SeedOptions {
     SeedOptions {
@@ -67,12 +47,12 @@ async fn cli_removes_the_3x_footprint_keeping_projects_and_shared_crds() {
     let dir = tempfile::tempdir().expect("tempdir");
     let plan_file = dir.path().join("plan.json");
 
-    let plan = kubesweep(
+    let plan = kubesweep_as(
         &["plan", "-o", plan_file.to_str().expect("utf-8")],
         &kubeconfig,
     );
     assert_eq!(plan.status.code(), Some(0), "{}", explain(&plan));
-    let apply = kubesweep(
+    let apply = kubesweep_as(
         &["apply", plan_file.to_str().expect("utf-8"), "--yes"],
         &kubeconfig,
     );

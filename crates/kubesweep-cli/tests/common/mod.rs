@@ -1,0 +1,78 @@
+//! Helpers shared by the CLI's integration tests: run the real `kubesweep`
+//! binary against the shared test cluster and explain its outcome when an
+//! assertion fails; seed and reset fixture footprints.
+
+// Each test binary compiles this module and uses a different subset of it.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use kube::Client;
+use kubesweep_fixtures::harness::kubeconfig_path;
+use kubesweep_fixtures::{Footprint, SeedOptions, seed, teardown};
+
+/// The shared test cluster's kubeconfig.
+pub fn test_kubeconfig() -> PathBuf {
+    PathBuf::from(kubeconfig_path())
+}
+
+/// Runs the binary against the shared test cluster.
+pub fn kubesweep(args: &[&str]) -> Output {
+    kubesweep_as(args, &test_kubeconfig())
+}
+
+/// Runs the binary with another kubeconfig, in a scratch directory so the
+/// backups `apply` writes by default (`./kubesweep-backups`) never land in
+/// the source tree.
+pub fn kubesweep_as(args: &[&str], kubeconfig: &Path) -> Output {
+    static SCRATCH: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
+    let scratch = SCRATCH.get_or_init(|| tempfile::tempdir().expect("scratch dir"));
+    Command::new(env!("CARGO_BIN_EXE_kubesweep"))
+        .current_dir(scratch.path())
+        .args(args)
+        .env("KUBECONFIG", kubeconfig)
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("run kubesweep")
+}
+
+/// Exit code, stdout and stderr, for assertion messages.
+pub fn explain(output: &Output) -> String {
+    format!(
+        "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+/// The command's stderr as text.
+pub fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// A path as an argument.
+pub fn utf8(path: &Path) -> &str {
+    path.to_str().expect("utf-8 path")
+}
+
+/// Seeds a footprint (idempotent) and returns what was seeded.
+pub async fn seeded_with(client: &Client, options: &SeedOptions) -> Footprint {
+    seed(client, options)
+        .await
+        .expect("seed the footprint")
+        .footprint
+}
+
+/// Seeds the default (KubeSphere 4.1, small) footprint.
+pub async fn seeded(client: &Client) -> Footprint {
+    seeded_with(client, &SeedOptions::default()).await
+}
+
+/// Removes everything a seed created and restores the system namespaces.
+pub async fn reset(client: &Client, footprint: &Footprint) {
+    teardown(client, footprint, &SeedOptions::default())
+        .await
+        .expect("teardown");
+}
