@@ -187,6 +187,51 @@ impl Inventory {
             ..Self::default()
         }
     }
+
+    /// Every object the inventory holds, with the type it was read as.
+    ///
+    /// The one place that knows all the lists, so the indexes built from it
+    /// (staleness check, verification, backup) miss nothing when a list is
+    /// added. Objects held whole come first; the metadata-only scan of kept
+    /// namespaces (`kept_objects`) comes last, so an index that keeps the
+    /// first entry per UID keeps the whole object.
+    pub fn objects(&self) -> Vec<(ResourceType, &DynamicObject)> {
+        let fixed = [
+            (types::namespace(), &self.namespaces),
+            (types::validating_webhook(), &self.validating_webhooks),
+            (types::mutating_webhook(), &self.mutating_webhooks),
+            (types::api_service(), &self.api_services),
+            (types::cluster_role(), &self.cluster_roles),
+            (types::cluster_role_binding(), &self.cluster_role_bindings),
+            (types::role(), &self.roles),
+            (types::role_binding(), &self.role_bindings),
+            (types::csr(), &self.csrs),
+            (types::deployment(), &self.controllers),
+        ];
+        let mut out: Vec<(ResourceType, &DynamicObject)> = Vec::new();
+        for (resource, list) in fixed {
+            out.extend(list.iter().map(|o| (resource.clone(), o)));
+        }
+        for crd in &self.crds {
+            out.push((types::crd(), &crd.crd));
+            if let Some(resource) = &crd.resource {
+                out.extend(crd.instances.iter().map(|o| (resource.clone(), o)));
+            }
+        }
+        for release in &self.helm.releases {
+            out.extend(release.live.iter().map(|l| (l.resource.clone(), &l.object)));
+            out.extend(
+                release
+                    .records
+                    .iter()
+                    .map(|r| (crate::helm::record_type(r), r)),
+            );
+        }
+        for list in &self.kept_objects {
+            out.extend(list.objects.iter().map(|o| (list.resource.clone(), o)));
+        }
+        out
+    }
 }
 
 /// The built-in types of the fixed inventory lists, at the versions the plan

@@ -9,9 +9,7 @@
 
 use std::collections::HashMap;
 
-use kube::api::DynamicObject;
-
-use crate::inventory::{ClusterIdentity, Inventory, types};
+use crate::inventory::{ClusterIdentity, Inventory};
 use crate::plan::Plan;
 use crate::resource::{ObjectRef, ResourceType};
 
@@ -60,37 +58,12 @@ fn key(resource: &ResourceType, namespace: Option<&str>, name: &str) -> Key {
 /// UID of every object in the inventory, by group, plural, namespace and name.
 fn uid_index(inventory: &Inventory) -> HashMap<Key, String> {
     let mut index = HashMap::new();
-    let mut add = |resource: &ResourceType, objects: &[DynamicObject]| {
-        for object in objects {
-            if let (Some(name), Some(uid)) = (&object.metadata.name, &object.metadata.uid) {
-                index.insert(
-                    key(resource, object.metadata.namespace.as_deref(), name),
-                    uid.clone(),
-                );
-            }
+    for (resource, object) in inventory.objects() {
+        if let (Some(name), Some(uid)) = (&object.metadata.name, &object.metadata.uid) {
+            index
+                .entry(key(&resource, object.metadata.namespace.as_deref(), name))
+                .or_insert_with(|| uid.clone());
         }
-    };
-    for crd in &inventory.crds {
-        add(&types::crd(), std::slice::from_ref(&crd.crd));
-        if let Some(resource) = &crd.resource {
-            add(resource, &crd.instances);
-        }
-    }
-    add(&types::namespace(), &inventory.namespaces);
-    add(&types::validating_webhook(), &inventory.validating_webhooks);
-    add(&types::mutating_webhook(), &inventory.mutating_webhooks);
-    add(&types::api_service(), &inventory.api_services);
-    add(&types::cluster_role(), &inventory.cluster_roles);
-    add(
-        &types::cluster_role_binding(),
-        &inventory.cluster_role_bindings,
-    );
-    add(&types::role(), &inventory.roles);
-    add(&types::role_binding(), &inventory.role_bindings);
-    add(&types::csr(), &inventory.csrs);
-    add(&types::deployment(), &inventory.controllers);
-    for list in &inventory.kept_objects {
-        add(&list.resource, &list.objects);
     }
     index
 }
@@ -135,7 +108,9 @@ pub fn check_plan(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::inventory::types;
     use crate::plan::{Action, Operation, Phase, PhaseId, Propagation};
+    use kube::api::DynamicObject;
 
     fn identity(uid: &str) -> ClusterIdentity {
         ClusterIdentity {
@@ -216,5 +191,44 @@ mod tests {
         same.namespaces
             .push(namespace("kubesphere-system", "uid-1"));
         assert_eq!(check_plan(&plan, &identity("cluster-a"), &same), Ok(()));
+    }
+
+    #[test]
+    fn a_recreated_helm_release_record_makes_the_plan_stale() {
+        // Release records live only in the Helm part of the inventory: the
+        // staleness index must see them like every other list.
+        let record = |uid: &str| {
+            let mut object = DynamicObject::new(
+                "sh.helm.release.v1.demo.v1",
+                &crate::helm::record_type(&DynamicObject::new(
+                    "x",
+                    &types::namespace().api_resource(),
+                ))
+                .api_resource(),
+            )
+            .within("extension-demo");
+            object.metadata.uid = Some(uid.into());
+            object.metadata.resource_version = Some("1".into());
+            object
+        };
+        let planned = record("uid-1");
+        let mut plan = plan_deleting("unrelated", "uid-0");
+        let phase = plan.phases.last_mut().expect("the test phase");
+        phase.id = PhaseId::HelmRecords;
+        phase.actions[0].target =
+            ObjectRef::from_object(&crate::helm::record_type(&planned), &planned)
+                .expect("complete");
+        let mut current = Inventory::empty(identity("cluster-a"));
+        current.helm.releases.push(crate::helm::ObservedRelease {
+            name: "demo".into(),
+            namespace: "extension-demo".into(),
+            records: vec![record("uid-2")],
+            ..Default::default()
+        });
+        let err = check_plan(&plan, &identity("cluster-a"), &current).expect_err("stale");
+        assert!(
+            matches!(err, PlanMismatch::Recreated(ref t) if t[0].current_uid == "uid-2"),
+            "{err:?}"
+        );
     }
 }

@@ -105,30 +105,13 @@ pub fn verify_inventory(
 }
 
 fn index_by_uid(inventory: &Inventory) -> HashMap<&str, &DynamicObject> {
-    let fixed = [
-        &inventory.namespaces,
-        &inventory.validating_webhooks,
-        &inventory.mutating_webhooks,
-        &inventory.api_services,
-        &inventory.cluster_roles,
-        &inventory.cluster_role_bindings,
-        &inventory.roles,
-        &inventory.role_bindings,
-        &inventory.csrs,
-        &inventory.controllers,
-    ];
-    fixed
-        .into_iter()
-        .flatten()
-        .chain(
-            inventory
-                .crds
-                .iter()
-                .flat_map(|c| std::iter::once(&c.crd).chain(&c.instances)),
-        )
-        .chain(inventory.kept_objects.iter().flat_map(|l| &l.objects))
-        .filter_map(|o| Some((o.metadata.uid.as_deref()?, o)))
-        .collect()
+    let mut index = HashMap::new();
+    for (_, object) in inventory.objects() {
+        if let Some(uid) = object.metadata.uid.as_deref() {
+            index.entry(uid).or_insert(object);
+        }
+    }
+    index
 }
 
 /// Why an object is still there, from what it says about itself: deletion in

@@ -103,54 +103,13 @@ pub enum CollectError {
     },
 }
 
-/// Every object of the inventory by UID.
+/// Every object of the inventory by UID; an object also held whole (a Role
+/// in a kept namespace) keeps its whole version over the metadata-only scan.
 fn by_uid(inventory: &Inventory) -> HashMap<&str, &DynamicObject> {
     let mut map = HashMap::new();
-    let lists = [
-        &inventory.namespaces,
-        &inventory.validating_webhooks,
-        &inventory.mutating_webhooks,
-        &inventory.api_services,
-        &inventory.cluster_roles,
-        &inventory.cluster_role_bindings,
-        &inventory.roles,
-        &inventory.role_bindings,
-        &inventory.csrs,
-        &inventory.controllers,
-    ];
-    for list in lists {
-        for o in list {
-            if let Some(uid) = o.metadata.uid.as_deref() {
-                map.insert(uid, o);
-            }
-        }
-    }
-    for crd in &inventory.crds {
-        if let Some(uid) = crd.crd.metadata.uid.as_deref() {
-            map.insert(uid, &crd.crd);
-        }
-        for o in &crd.instances {
-            if let Some(uid) = o.metadata.uid.as_deref() {
-                map.insert(uid, o);
-            }
-        }
-    }
-    // Objects and records of Helm releases, read whole.
-    for release in &inventory.helm.releases {
-        let live = release.live.iter().map(|l| &l.object);
-        for o in live.chain(&release.records) {
-            if let Some(uid) = o.metadata.uid.as_deref() {
-                map.insert(uid, o);
-            }
-        }
-    }
-    // Kept objects are listed metadata only; an object also held whole (a
-    // Role in a kept namespace) keeps its whole version.
-    for list in &inventory.kept_objects {
-        for o in &list.objects {
-            if let Some(uid) = o.metadata.uid.as_deref() {
-                map.entry(uid).or_insert(o);
-            }
+    for (_, object) in inventory.objects() {
+        if let Some(uid) = object.metadata.uid.as_deref() {
+            map.entry(uid).or_insert(object);
         }
     }
     map

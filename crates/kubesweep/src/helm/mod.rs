@@ -16,7 +16,9 @@ mod select;
 mod tests;
 
 pub use manifest::{ChartCrd, ManifestObject, ManifestProblem, chart_crds, parse_manifest};
-pub use observed::{HelmInventory, LiveObject, ObservedRelease, UnreadableRecord, summarise};
+pub use observed::{
+    HelmInventory, LiveObject, ObservedRelease, UnreadableRecord, record_type, summarise,
+};
 pub use order::{is_workload, uninstall_rank};
 pub use record::{
     HelmError, RELEASE_SECRET_TYPE, ReleaseRecord, StorageDriver, decode_release,

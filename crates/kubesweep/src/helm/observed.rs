@@ -172,3 +172,21 @@ pub fn summarise(records: Vec<(StorageDriver, DynamicObject)>) -> HelmInventory 
     }
     out
 }
+
+/// The type of a release record: a Secret (Helm's default driver) or a
+/// ConfigMap, as its `kind` says.
+pub fn record_type(record: &DynamicObject) -> ResourceType {
+    let kind = record.types.as_ref().map_or("Secret", |t| t.kind.as_str());
+    let (kind, plural) = if kind == "ConfigMap" {
+        ("ConfigMap", "configmaps")
+    } else {
+        ("Secret", "secrets")
+    };
+    ResourceType {
+        group: String::new(),
+        version: "v1".into(),
+        kind: kind.into(),
+        plural: plural.into(),
+        namespaced: true,
+    }
+}

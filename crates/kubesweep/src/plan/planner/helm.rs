@@ -24,21 +24,6 @@ use crate::helm::{self, ReleaseKey};
 /// The annotation that makes Helm keep an object on uninstall.
 const RESOURCE_POLICY: &str = "helm.sh/resource-policy";
 
-fn record_type(kind: &str) -> ResourceType {
-    let (kind, plural) = if kind == "ConfigMap" {
-        ("ConfigMap", "configmaps")
-    } else {
-        ("Secret", "secrets")
-    };
-    ResourceType {
-        group: String::new(),
-        version: "v1".into(),
-        kind: kind.into(),
-        plural: plural.into(),
-        namespaced: true,
-    }
-}
-
 impl Planner<'_> {
     pub(super) fn helm_releases(&mut self) {
         let inventory = self.inventory;
@@ -96,12 +81,8 @@ impl Planner<'_> {
                 self.helm_object(&key, &why, live);
             }
             for record in &release.records {
-                let kind = record
-                    .types
-                    .as_ref()
-                    .map(|t| t.kind.as_str())
-                    .unwrap_or("Secret");
-                let Some(target) = ObjectRef::from_object(&record_type(kind), record) else {
+                let Some(target) = ObjectRef::from_object(&helm::record_type(record), record)
+                else {
                     continue;
                 };
                 self.push(
