@@ -132,6 +132,15 @@ async fn preflight(
     let running = kubesweep::preflight::running_controllers(&cluster.client, profile)
         .await
         .map_err(|e| CliError::new(Exit::Cluster, session::chain(&e)))?;
+    // A live platform's controllers are the first thing the plan deletes
+    // (foreground, waiting for their pods): nothing to stop beforehand.
+    let (stopped_by_plan, running) = kubesweep::preflight::stopped_by_plan(plan, running);
+    if !stopped_by_plan.is_empty() {
+        eprintln!(
+            "platform controllers run; the plan deletes them first and waits for their pods: {}",
+            controller_names(&stopped_by_plan).join(", ")
+        );
+    }
     if running.is_empty() || flags.force {
         return Ok(Vec::new());
     }

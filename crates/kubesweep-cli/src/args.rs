@@ -91,6 +91,11 @@ pub struct PlanFlags {
     /// Keep this platform namespace (clean it instead of deleting it). Repeatable.
     #[arg(long = "keep-namespace", value_name = "NAME")]
     pub keep_namespaces: Vec<String>,
+    /// Keep the platform's extension releases installed: their objects, CRDs and
+    /// namespaces stay, and their release records are rewritten so that Helm can
+    /// still upgrade, roll back and uninstall them once the platform's kinds are gone.
+    #[arg(long)]
+    pub keep_extensions: bool,
 }
 
 impl PlanFlags {
@@ -100,6 +105,7 @@ impl PlanFlags {
             include_shared_crds: self.include_shared_crds,
             finalize_stuck_namespaces: !self.no_finalize_stuck_namespaces,
             keep_namespaces: self.keep_namespaces.clone(),
+            keep_extensions: self.keep_extensions,
         }
     }
 }

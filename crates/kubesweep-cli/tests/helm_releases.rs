@@ -143,6 +143,10 @@ fn charts(dir: &Path) {
                 "crds/installplans.yaml",
                 crd_yaml("kubesphere.io", "InstallPlan", "installplans", "Cluster"),
             ),
+            (
+                "crds/jsbundles.yaml",
+                crd_yaml("extensions.kubesphere.io", "JSBundle", "jsbundles", "Cluster"),
+            ),
             ("templates/apiserver.yaml", deployment("ks-apiserver", "app: ks-apiserver")),
             (
                 "templates/controller.yaml",
@@ -183,6 +187,20 @@ webhooks:
         &dir.join("ext"),
         &[
             ("Chart.yaml", chart("demo-ext")),
+            ("values.yaml", "ui: true\n".into()),
+            (
+                // A KubeSphere kind the extension renders (its console UI).
+                "templates/ui.yaml",
+                format!(
+                    "{{{{- if .Values.ui }}}}
+apiVersion: extensions.kubesphere.io/v1alpha1
+kind: JSBundle
+metadata: {{name: '{{{{ .Release.Name }}}}-ui', labels: {{{ext_label}}}}}
+spec: {{rawFrom: {{url: /dist/demo/index.js}}}}
+{{{{- end }}}}
+"
+                ),
+            ),
             (
                 "crds/widgets.yaml",
                 crd_yaml("demo.kubesphere.io", "Widget", "widgets", "Namespaced"),
@@ -370,7 +388,11 @@ async fn assert_clean(client: &Client, home: &Path, decoy: &(String, String)) {
     );
 
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    for gone in ["installplans.kubesphere.io", "widgets.demo.kubesphere.io"] {
+    for gone in [
+        "installplans.kubesphere.io",
+        "jsbundles.extensions.kubesphere.io",
+        "widgets.demo.kubesphere.io",
+    ] {
         assert!(
             crds.get_opt(gone).await.expect("get crd").is_none(),
             "{gone} left"
@@ -450,7 +472,174 @@ async fn kubesweep_alone_uninstalls_ks_core_and_its_extensions() {
     reset(&client, dir.path()).await;
     let decoy = install(&client, dir.path(), dir.path()).await;
 
-    let out = kubesweep(&["apply", "--yes", "--stop-controllers"]);
+    // The plan deletes ks-core's controllers first, in the foreground: no
+    // --stop-controllers needed.
+    let plan = kubesweep(&["plan", "-o", "json"]);
+    assert!(plan.status.success(), "plan: {}", explain(&plan));
+    let plan: serde_json::Value = serde_json::from_slice(&plan.stdout).expect("plan json");
+    let first = &plan["phases"][1];
+    assert_eq!(first["id"], "helm-workloads", "{first}");
+    let controller = first["actions"]
+        .as_array()
+        .expect("actions")
+        .iter()
+        .find(|a| {
+            a["target"]["name"] == "ks-controller-manager"
+                && a["target"]["resource"]["kind"] == "Deployment"
+        })
+        .unwrap_or_else(|| panic!("ks-controller-manager not deleted first: {first}"));
+    assert_eq!(controller["operation"]["propagation"], "Foreground");
+
+    let out = kubesweep(&["apply", "--yes"]);
     assert_eq!(out.status.code(), Some(0), "apply: {}", explain(&out));
+    assert!(
+        stderr(&out).contains("the plan deletes them first"),
+        "{}",
+        explain(&out)
+    );
     assert_clean(&client, dir.path(), &decoy).await;
+}
+
+/// The deployed revision's manifest of a release, as helm reads it.
+fn helm_manifest(release: &str, home: &Path) -> String {
+    helm_ok(&["get", "manifest", release, "-n", EXT_NS], home)
+}
+
+async fn uid_of<K>(api: &Api<K>, name: &str) -> String
+where
+    K: kube::Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned,
+{
+    api.get(name)
+        .await
+        .unwrap_or_else(|e| panic!("get {name}: {e}"))
+        .uid()
+        .expect("uid")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn keep_extensions_leaves_working_helm_releases_without_kubesphere_kinds() {
+    use k8s_openapi::api::apps::v1::Deployment;
+    use k8s_openapi::api::core::v1::Secret;
+
+    let _lock = cluster_lock();
+    let client = shared_client().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let home = dir.path();
+    charts(home);
+    reset(&client, home).await;
+    let decoy = install(&client, home, home).await;
+    assert!(helm_manifest(EXT, home).contains("kind: JSBundle"));
+
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), EXT_NS);
+    let record_name = format!("sh.helm.release.v1.{EXT}.v1");
+    let record_before = secrets.get(&record_name).await.expect("record");
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), EXT_NS);
+    let configs: Api<ConfigMap> = Api::namespaced(client.clone(), EXT_NS);
+    let roles: Api<ClusterRole> = Api::all(client.clone());
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let kept_before = (
+        uid_of(&deployments, EXT).await,
+        uid_of(&configs, &format!("{EXT}-config")).await,
+        uid_of(&roles, &format!("{EXT}-reader")).await,
+        uid_of(&crds, "widgets.demo.kubesphere.io").await,
+        uid_of(&namespaces, EXT_NS).await,
+    );
+
+    let out = kubesweep(&["apply", "--yes", "--keep-extensions"]);
+    assert_eq!(out.status.code(), Some(0), "apply: {}", explain(&out));
+
+    // ks-core is gone, the extension releases stay, without KubeSphere kinds.
+    assert_eq!(
+        helm_releases(home),
+        vec![
+            format!("{EXT_NS}/{EXT}"),
+            format!("{EXT_NS}/{EXT}-agent"),
+            format!("{DECOY_NS}/decoy")
+        ]
+    );
+    for release in [EXT.to_owned(), format!("{EXT}-agent")] {
+        let manifest = helm_manifest(&release, home);
+        assert!(!manifest.contains("JSBundle"), "{release}: {manifest}");
+        assert!(
+            manifest.contains("kind: Deployment"),
+            "{release}: {manifest}"
+        );
+    }
+    // The record is the same object, rewritten in place: type, labels kept.
+    let record_after = secrets.get(&record_name).await.expect("record kept");
+    assert_eq!(record_after.uid(), record_before.uid());
+    assert_eq!(record_after.type_, record_before.type_);
+    assert_eq!(record_after.labels(), record_before.labels());
+    assert_ne!(record_after.data, record_before.data);
+    // The extension's objects, its own CRD and namespace are untouched...
+    let kept_after = (
+        uid_of(&deployments, EXT).await,
+        uid_of(&configs, &format!("{EXT}-config")).await,
+        uid_of(&roles, &format!("{EXT}-reader")).await,
+        uid_of(&crds, "widgets.demo.kubesphere.io").await,
+        uid_of(&namespaces, EXT_NS).await,
+    );
+    assert_eq!(kept_after, kept_before);
+    // ...while KubeSphere's CRDs and namespace are gone.
+    for gone in [
+        "installplans.kubesphere.io",
+        "jsbundles.extensions.kubesphere.io",
+    ] {
+        assert!(
+            crds.get_opt(gone).await.expect("get").is_none(),
+            "{gone} left"
+        );
+    }
+    assert!(
+        namespaces
+            .get_opt("kubesphere-system")
+            .await
+            .expect("get")
+            .is_none()
+    );
+    let verify = kubesweep(&["verify", "--keep-extensions"]);
+    assert_eq!(
+        verify.status.code(),
+        Some(0),
+        "verify: {}",
+        explain(&verify)
+    );
+    let decoy_cm: Api<ConfigMap> = Api::namespaced(client.clone(), DECOY_NS);
+    assert_eq!(
+        decoy_cm.get("decoy-config").await.expect("decoy").uid(),
+        Some(decoy.0.clone())
+    );
+
+    // Helm still manages the kept releases: upgrade, rollback, uninstall.
+    let chart = home.join("ext").to_string_lossy().into_owned();
+    let agent = format!("{EXT}-agent");
+    helm_ok(
+        &["upgrade", &agent, &chart, "-n", EXT_NS, "--set", "ui=false"],
+        home,
+    );
+    helm_ok(&["rollback", &agent, "1", "-n", EXT_NS], home);
+    for release in [EXT, agent.as_str()] {
+        helm_ok(&["uninstall", release, "-n", EXT_NS, "--wait"], home);
+    }
+    assert_eq!(helm_releases(home), vec![format!("{DECOY_NS}/decoy")]);
+    assert!(deployments.get_opt(EXT).await.expect("get").is_none());
+    assert!(
+        configs
+            .get_opt(&format!("{EXT}-config"))
+            .await
+            .expect("get")
+            .is_none()
+    );
+    assert!(
+        roles
+            .get_opt(&format!("{EXT}-reader"))
+            .await
+            .expect("get")
+            .is_none()
+    );
+
+    // What helm leaves by design (the namespace, chart CRDs) is not for the next test.
+    delete_if_present(&namespaces, EXT_NS).await;
+    delete_if_present(&crds, "widgets.demo.kubesphere.io").await;
 }

@@ -20,7 +20,7 @@ use serde_json::json;
 use tokio::time::Instant;
 
 use crate::discover::error_message;
-use crate::plan::{Operation, Plan};
+use crate::plan::{Operation, PhaseId, Plan, Propagation};
 use crate::profile::Profile;
 use crate::retry::{self, RetryPolicy};
 
@@ -149,9 +149,9 @@ pub fn required_permissions(plan: &Plan) -> Vec<Permission> {
         };
         let verbs: &[&str] = match &action.operation {
             Operation::Delete { .. } => &["get", "delete"],
-            Operation::StripMetadata { .. } | Operation::DisableConversionWebhook => {
-                &["get", "patch"]
-            }
+            Operation::StripMetadata { .. }
+            | Operation::DisableConversionWebhook
+            | Operation::RewriteHelmRecord { .. } => &["get", "patch"],
             Operation::StripFinalizersThenDelete { .. } => &["get", "patch", "delete"],
             Operation::FinalizeNamespaceIfStuck => &["get"],
         };
@@ -261,6 +261,38 @@ pub async fn running_controllers(
     Ok(running)
 }
 
+/// Splits running controllers into those the plan stops itself (it deletes
+/// their Deployment, same UID, in the foreground in its first phase: a live
+/// platform is uninstalled controllers first) and those that must be scaled
+/// down before the plan runs. Pure.
+pub fn stopped_by_plan(
+    plan: &Plan,
+    running: Vec<RunningController>,
+) -> (Vec<RunningController>, Vec<RunningController>) {
+    let deleted_first: BTreeSet<&str> = plan
+        .phase(PhaseId::HelmWorkloads)
+        .into_iter()
+        .flat_map(|p| &p.actions)
+        .filter(|a| {
+            a.target.resource.group == "apps"
+                && a.target.resource.kind == "Deployment"
+                && matches!(
+                    a.operation,
+                    Operation::Delete {
+                        propagation: Propagation::Foreground
+                    } | Operation::StripFinalizersThenDelete {
+                        propagation: Propagation::Foreground,
+                        ..
+                    }
+                )
+        })
+        .map(|a| a.target.uid.as_str())
+        .collect();
+    running
+        .into_iter()
+        .partition(|c| deleted_first.contains(c.uid.as_str()))
+}
+
 /// Scales each controller to zero (a JSON patch bound to its UID) and waits,
 /// up to `timeout` in total, until the pods its selector matches are gone.
 pub async fn stop_controllers(
@@ -348,9 +380,7 @@ pub async fn stop_controllers(
 mod tests {
     use super::*;
     use crate::inventory::{ClusterIdentity, types};
-    use crate::plan::{
-        Action, PLAN_SCHEMA_VERSION, Phase, PhaseId, PlanCounts, PlanOptions, Propagation,
-    };
+    use crate::plan::{Action, PLAN_SCHEMA_VERSION, Phase, PlanCounts, PlanOptions};
     use crate::resource::ObjectRef;
 
     fn action(resource: crate::resource::ResourceType, ns: Option<&str>, op: Operation) -> Action {
@@ -426,5 +456,59 @@ mod tests {
                 "update namespaces/finalize (cluster-wide)",
             ]
         );
+    }
+
+    fn plan_of(phases: Vec<Phase>) -> Plan {
+        Plan {
+            schema_version: PLAN_SCHEMA_VERSION,
+            cluster: ClusterIdentity::default(),
+            profile: "t".into(),
+            kubesweep_version: "t".into(),
+            options: PlanOptions::default(),
+            counts: PlanCounts::compute(&phases, &[]),
+            phases,
+            findings: vec![],
+            data_hazards: vec![],
+        }
+    }
+
+    fn controller(uid: &str) -> RunningController {
+        RunningController {
+            namespace: "kubesphere-system".into(),
+            name: "ks-controller-manager".into(),
+            uid: uid.into(),
+            replicas: 1,
+            ready_replicas: 1,
+        }
+    }
+
+    #[test]
+    fn only_a_foreground_delete_of_the_same_deployment_first_stops_a_controller() {
+        let delete = |propagation| Operation::Delete { propagation };
+        let deployment = types::deployment();
+        let plan = |phase, op| {
+            plan_of(vec![Phase {
+                id: phase,
+                actions: vec![action(deployment.clone(), Some("kubesphere-system"), op)],
+            }])
+        };
+        let first = plan(PhaseId::HelmWorkloads, delete(Propagation::Foreground));
+        let (stopped, remaining) = stopped_by_plan(&first, vec![controller("u"), controller("v")]);
+        assert_eq!(stopped, vec![controller("u")]);
+        assert_eq!(
+            remaining,
+            vec![controller("v")],
+            "another UID is not the planned object"
+        );
+
+        for (phase, propagation) in [
+            (PhaseId::HelmWorkloads, Propagation::Background),
+            (PhaseId::HelmReleases, Propagation::Foreground),
+        ] {
+            let later = plan(phase, delete(propagation));
+            let (stopped, remaining) = stopped_by_plan(&later, vec![controller("u")]);
+            assert!(stopped.is_empty(), "{phase:?} {propagation:?}");
+            assert_eq!(remaining.len(), 1);
+        }
     }
 }

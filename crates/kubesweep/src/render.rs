@@ -100,6 +100,7 @@ fn propagation(p: Propagation) -> &'static str {
     match p {
         Propagation::Orphan => "orphan dependents",
         Propagation::Background => "background",
+        Propagation::Foreground => "foreground (dependents first)",
     }
 }
 
@@ -132,6 +133,10 @@ fn operation_details(op: &Operation) -> String {
                     parts.push(format!("{what}: {}", list.join(", ")));
                 }
             }
+        }
+        Operation::RewriteHelmRecord { remove_kinds } => {
+            let kinds: Vec<String> = remove_kinds.iter().map(ToString::to_string).collect();
+            parts.push(format!("drop kinds: {}", kinds.join(", ")));
         }
         Operation::DisableConversionWebhook | Operation::FinalizeNamespaceIfStuck => {}
     }

@@ -1,7 +1,9 @@
 //! Execution: runs a [`crate::plan::Plan`] against the cluster. `run` drives
-//! phases, concurrency and waits; `ops` holds the UID-bound mutations;
+//! phases, concurrency and waits; `ops` holds the UID-bound mutations (`helm_record` the rewrite of a
+//! kept Helm release record);
 //! `report` the outcomes and the progress trait.
 
+mod helm_record;
 mod ops;
 mod report;
 mod run;

@@ -21,7 +21,7 @@ use crate::resource::ObjectRef;
 use crate::retry::{self, RetryPolicy};
 
 /// How often a metadata patch is recomputed after a concurrent change before giving up.
-const MAX_PATCH_ROUNDS: u32 = 6;
+pub(crate) const MAX_PATCH_ROUNDS: u32 = 6;
 
 /// What the executor needs for every action.
 pub(crate) struct Ctx<'a> {
@@ -74,6 +74,9 @@ pub(crate) async fn run_action(ctx: &Ctx<'_>, action: &Action) -> Outcome {
         } => strip_finalizers_then_delete(ctx, &api, target, finalizers, *propagation).await,
         Operation::DisableConversionWebhook => disable_conversion(ctx, &api, target).await,
         Operation::FinalizeNamespaceIfStuck => finalize_namespace(ctx, target).await,
+        Operation::RewriteHelmRecord { remove_kinds } => {
+            super::helm_record::rewrite_record(ctx, &api, target, remove_kinds).await
+        }
     }
 }
 
@@ -100,10 +103,11 @@ fn propagation_policy(p: Propagation) -> PropagationPolicy {
     match p {
         Propagation::Orphan => PropagationPolicy::Orphan,
         Propagation::Background => PropagationPolicy::Background,
+        Propagation::Foreground => PropagationPolicy::Foreground,
     }
 }
 
-async fn get_opt(
+pub(crate) async fn get_opt(
     ctx: &Ctx<'_>,
     api: &Api<DynamicObject>,
     target: &ObjectRef,
@@ -113,7 +117,7 @@ async fn get_opt(
 }
 
 /// Compares the live object's UID with the planned one.
-fn stale(object: &DynamicObject, target: &ObjectRef) -> Option<Outcome> {
+pub(crate) fn stale(object: &DynamicObject, target: &ObjectRef) -> Option<Outcome> {
     let found = object.metadata.uid.clone().unwrap_or_default();
     (found != target.uid).then_some(Outcome::SkippedStale { found_uid: found })
 }

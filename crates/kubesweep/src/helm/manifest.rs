@@ -72,21 +72,33 @@ pub struct ChartCrd {
 
 /// Splits a YAML stream into documents at `---` marker lines.
 fn documents(stream: &str) -> Vec<&str> {
-    let mut docs = Vec::new();
+    documents_with_markers(stream)
+        .into_iter()
+        .map(|(_, doc)| doc)
+        .collect()
+}
+
+/// Splits a YAML stream at `---` marker lines into `(marker line, document)`
+/// pairs that concatenate back to the stream exactly (the first marker is
+/// empty when the stream does not start with one).
+pub(crate) fn documents_with_markers(stream: &str) -> Vec<(&str, &str)> {
+    let mut parts = Vec::new();
+    let mut marker = "";
     let mut start = 0;
     let mut offset = 0;
     for line in stream.split_inclusive('\n') {
-        let marker = line
+        let is_marker = line
             .strip_prefix("---")
             .is_some_and(|rest| rest.trim().is_empty() || rest.starts_with([' ', '\t']));
-        if marker {
-            docs.push(&stream[start..offset]);
+        if is_marker {
+            parts.push((marker, &stream[start..offset]));
+            marker = line;
             start = offset + line.len();
         }
         offset += line.len();
     }
-    docs.push(&stream[start..]);
-    docs
+    parts.push((marker, &stream[start..]));
+    parts
 }
 
 fn source_comment(doc: &str) -> Option<String> {

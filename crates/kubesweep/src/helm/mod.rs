@@ -10,6 +10,7 @@ mod manifest;
 mod observed;
 mod order;
 mod record;
+mod rewrite;
 mod select;
 
 #[cfg(test)]
@@ -22,6 +23,7 @@ pub use observed::{
 pub use order::{is_workload, uninstall_rank};
 pub use record::{
     HelmError, RELEASE_SECRET_TYPE, ReleaseRecord, StorageDriver, decode_release,
-    decode_stored_record, record_identity,
+    decode_release_bytes, decode_stored_record, record_identity,
 };
+pub use rewrite::{GroupKind, RewrittenRelease, manifest_kinds, rewrite_release, strip_kinds};
 pub use select::{ReleaseKey, ReleaseSelection, SelectedRelease, select_releases};

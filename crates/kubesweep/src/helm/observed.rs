@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::manifest::{ChartCrd, ManifestObject, ManifestProblem};
 use super::record::StorageDriver;
+use super::rewrite::{GroupKind, manifest_kinds};
 use crate::resource::ResourceType;
 
 /// Helm releases observed in the cluster.
@@ -52,6 +53,9 @@ pub struct ObservedRelease {
     pub live: Vec<LiveObject>,
     /// Manifest objects whose kind the server no longer serves.
     pub unserved: Vec<ManifestObject>,
+    /// The kinds each decoded record's manifest names, by record name: a
+    /// kept release's records are rewritten when they name a removed kind.
+    pub record_kinds: BTreeMap<String, Vec<GroupKind>>,
 }
 
 /// A release's object as it exists in the cluster.
@@ -144,6 +148,10 @@ pub fn summarise(records: Vec<(StorageDriver, DynamicObject)>) -> HelmInventory 
                 ..ObservedRelease::default()
             });
         entry.records.push(object);
+        entry.record_kinds.insert(
+            record_name.clone(),
+            manifest_kinds(&record.manifest).into_iter().collect(),
+        );
         let deployed = record.status == "deployed";
         let better = match chosen.get(&key) {
             None => true,

@@ -138,29 +138,35 @@ struct RawFile {
     data: Option<String>,
 }
 
-/// Decodes Helm's own encoding of a release (the value of key `release` once
-/// any API-level base64 is removed): base64, then gzip when the magic bytes
-/// say so, then JSON.
-pub fn decode_release(value: &[u8]) -> Result<ReleaseRecord, HelmError> {
+/// The release JSON from Helm's own encoding of a release (the value of key
+/// `release` once any API-level base64 is removed): base64, then gzip when
+/// the magic bytes say so (capped, see [`MAX_RELEASE_BYTES`]).
+pub fn decode_release_bytes(value: &[u8]) -> Result<Vec<u8>, HelmError> {
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(value.trim_ascii())
         .map_err(|source| HelmError::Base64 {
             layer: "helm",
             source,
         })?;
-    let json = if bytes.starts_with(&GZIP_MAGIC) {
-        let mut out = Vec::new();
-        flate2::read::GzDecoder::new(bytes.as_slice())
-            .take(MAX_RELEASE_BYTES + 1)
-            .read_to_end(&mut out)
-            .map_err(HelmError::Gzip)?;
-        if out.len() as u64 > MAX_RELEASE_BYTES {
-            return Err(HelmError::TooLarge);
-        }
-        out
-    } else {
-        bytes
-    };
+    if !bytes.starts_with(&GZIP_MAGIC) {
+        return Ok(bytes);
+    }
+    let mut out = Vec::new();
+    flate2::read::GzDecoder::new(bytes.as_slice())
+        .take(MAX_RELEASE_BYTES + 1)
+        .read_to_end(&mut out)
+        .map_err(HelmError::Gzip)?;
+    if out.len() as u64 > MAX_RELEASE_BYTES {
+        return Err(HelmError::TooLarge);
+    }
+    Ok(out)
+}
+
+/// Decodes Helm's own encoding of a release (the value of key `release` once
+/// any API-level base64 is removed): base64, then gzip when the magic bytes
+/// say so, then JSON.
+pub fn decode_release(value: &[u8]) -> Result<ReleaseRecord, HelmError> {
+    let json = decode_release_bytes(value)?;
     let raw: RawRelease = serde_json::from_slice(&json).map_err(HelmError::Json)?;
     let (chart_name, chart_version, files) = match raw.chart {
         Some(chart) => {

@@ -326,3 +326,287 @@ fn objects_other_phases_handle_are_left_to_them() {
         ["clusterroles.rbac.authorization.k8s.io/capture-reader"]
     );
 }
+
+/// A Secret record as Helm writes it, for a release whose manifest is given.
+fn synthetic_record(
+    name: &str,
+    ns: &str,
+    version: i64,
+    status: &str,
+    manifest: &str,
+) -> DynamicObject {
+    use base64::Engine;
+    use std::io::Write;
+    let release = json!({
+        "name": name, "namespace": ns, "version": version,
+        "info": {"status": status},
+        "chart": {"metadata": {"name": name, "version": "1.0.0"},
+                  "files": [{"name": "crds/widgets.yaml", "data": base64::engine::general_purpose::STANDARD.encode(
+                      "apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\nmetadata: {name: widgets.demo.kubesphere.io}\nspec: {group: demo.kubesphere.io}\n")}]},
+        "manifest": manifest,
+    });
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(release.to_string().as_bytes()).expect("gzip");
+    let engine = base64::engine::general_purpose::STANDARD;
+    let helm_value = engine.encode(gz.finish().expect("gzip"));
+    obj(
+        "v1",
+        "Secret",
+        Some(ns),
+        &format!("sh.helm.release.v1.{name}.v{version}"),
+        json!({"type": RELEASE_SECRET_TYPE,
+               "metadata": {"labels": {"owner": "helm", "name": name, "version": version.to_string(), "status": status}},
+               "data": {"release": engine.encode(helm_value)}}),
+    )
+}
+
+#[test]
+fn keep_extensions_keeps_the_release_and_rewrites_records_naming_removed_kinds() {
+    const NS: &str = "extension-demo";
+    let doc = |api: &str, kind: &str, name: &str| {
+        format!(
+            "---\n# Source: demo/templates/{name}.yaml\napiVersion: {api}\nkind: {kind}\nmetadata:\n  name: {name}\n  labels: {{kubesphere.io/extension-ref: demo}}\n"
+        )
+    };
+    let v1 = [
+        doc("v1", "ConfigMap", "demo-config"),
+        doc("extensions.kubesphere.io/v1alpha1", "JSBundle", "demo-ui"),
+    ]
+    .concat();
+    let v2 = [
+        v1.clone(),
+        doc("rbac.authorization.k8s.io/v1", "ClusterRole", "demo-reader"),
+    ]
+    .concat();
+    let v3 = doc("v1", "ConfigMap", "demo-config"); // already without platform kinds
+    let mut inventory = Inventory {
+        helm: summarise(vec![
+            (
+                StorageDriver::Secret,
+                synthetic_record("demo", NS, 1, "superseded", &v1),
+            ),
+            (
+                StorageDriver::Secret,
+                synthetic_record("demo", NS, 2, "deployed", &v2),
+            ),
+            // A release in the same namespace that nothing selects.
+            (
+                StorageDriver::Secret,
+                synthetic_record(
+                    "other",
+                    NS,
+                    1,
+                    "deployed",
+                    "---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: other}\n",
+                ),
+            ),
+        ]),
+        ..Inventory::default()
+    };
+    let jsbundle_rt = rt(
+        "extensions.kubesphere.io",
+        "v1alpha1",
+        "JSBundle",
+        "jsbundles",
+        false,
+    );
+    let widget_rt = rt("demo.kubesphere.io", "v1alpha1", "Widget", "widgets", true);
+    let jsbundle = obj(
+        "extensions.kubesphere.io/v1alpha1",
+        "JSBundle",
+        None,
+        "demo-ui",
+        json!({"metadata": {"labels": {"kubesphere.io/extension-ref": "demo"}}}),
+    );
+    let config = obj(
+        "v1",
+        "ConfigMap",
+        Some(NS),
+        "demo-config",
+        json!({"metadata": {"labels": {"kubesphere.io/extension-ref": "demo"}}}),
+    );
+    let role = obj(
+        "rbac.authorization.k8s.io/v1",
+        "ClusterRole",
+        None,
+        "demo-reader",
+        json!({"metadata": {"labels": {"kubesphere.io/extension-ref": "demo"}}}),
+    );
+    let widget = obj(
+        "demo.kubesphere.io/v1alpha1",
+        "Widget",
+        Some(NS),
+        "w1",
+        json!({}),
+    );
+    let widgets = crd(widget_rt.clone(), vec![widget], json!({}));
+    let demo = inventory
+        .helm
+        .releases
+        .iter_mut()
+        .find(|r| r.name == "demo")
+        .expect("demo");
+    demo.live = vec![
+        LiveObject {
+            resource: rt("", "v1", "ConfigMap", "configmaps", true),
+            object: config.clone(),
+            chart_crd: false,
+        },
+        LiveObject {
+            resource: crate::inventory::types::cluster_role(),
+            object: role.clone(),
+            chart_crd: false,
+        },
+        LiveObject {
+            resource: jsbundle_rt.clone(),
+            object: jsbundle.clone(),
+            chart_crd: false,
+        },
+        LiveObject {
+            resource: crate::inventory::types::crd(),
+            object: widgets.crd.clone(),
+            chart_crd: true,
+        },
+    ];
+    let installplan = obj(
+        "kubesphere.io/v1alpha1",
+        "InstallPlan",
+        None,
+        "demo",
+        json!({"status": {"releaseName": "demo", "targetNamespace": NS}}),
+    );
+    inventory.crds = vec![
+        crd(jsbundle_rt.clone(), vec![jsbundle], json!({})),
+        crd(
+            rt(
+                "kubesphere.io",
+                "v1alpha1",
+                "InstallPlan",
+                "installplans",
+                false,
+            ),
+            vec![installplan],
+            json!({}),
+        ),
+        widgets,
+    ];
+    inventory.resource_types = vec![jsbundle_rt, widget_rt];
+    inventory.cluster_roles = vec![role];
+    inventory.namespaces = vec![namespace(
+        NS,
+        json!({"metadata": {"labels": {"kubesphere.io/managed": "true"}}}),
+    )];
+
+    // Default: the release, its records, its CRD and its namespace go.
+    let removed = plan(&profile(), &inventory, &PlanOptions::default());
+    assert_eq!(phase_names(&removed, PhaseId::HelmRecords).len(), 2);
+    assert!(phase_names(&removed, PhaseId::Namespaces).contains(&format!("namespaces/{NS}")));
+    assert!(
+        phase_names(&removed, PhaseId::Crds)
+            .iter()
+            .any(|c| c.contains("widgets.demo.kubesphere.io"))
+    );
+
+    let keep = PlanOptions {
+        keep_extensions: true,
+        ..PlanOptions::default()
+    };
+    let kept = plan(&profile(), &inventory, &keep);
+    // Every record of `demo` that names the JSBundle is rewritten, nothing is deleted.
+    let records = kept.phase(PhaseId::HelmRecords).expect("records");
+    let rewrites: Vec<(String, Vec<String>)> = records
+        .actions
+        .iter()
+        .map(|a| match &a.operation {
+            Operation::RewriteHelmRecord { remove_kinds } => (
+                a.target.name.clone(),
+                remove_kinds.iter().map(ToString::to_string).collect(),
+            ),
+            other => panic!("unexpected {other:?} on {}", a.target),
+        })
+        .collect();
+    let jsb = vec!["JSBundle.extensions.kubesphere.io".to_owned()];
+    assert_eq!(
+        rewrites,
+        vec![
+            ("sh.helm.release.v1.demo.v1".to_owned(), jsb.clone()),
+            ("sh.helm.release.v1.demo.v2".to_owned(), jsb)
+        ]
+    );
+    // The release's own objects, its CRD (and instances) and namespace are untouched...
+    let touched: Vec<String> = kept.actions().map(|(_, a)| a.target.to_string()).collect();
+    for spared in [
+        "configmaps/extension-demo/demo-config",
+        "clusterroles.rbac.authorization.k8s.io/demo-reader",
+        "widgets.demo.kubesphere.io/extension-demo/w1",
+        "customresourcedefinitions.apiextensions.k8s.io/widgets.demo.kubesphere.io",
+    ] {
+        assert!(
+            !touched.iter().any(|t| t == spared),
+            "{spared} in {touched:?}"
+        );
+    }
+    assert!(
+        kept.actions()
+            .all(|(_, a)| !(a.target.name == NS && a.operation.deletes()))
+    );
+    // ...while the platform's kinds go: the JSBundle with its CRD, the InstallPlan.
+    for gone in [
+        "jsbundles.extensions.kubesphere.io/demo-ui",
+        "installplans.kubesphere.io/demo",
+        "customresourcedefinitions.apiextensions.k8s.io/jsbundles.extensions.kubesphere.io",
+    ] {
+        assert!(
+            touched.iter().any(|t| t == gone),
+            "{gone} not in {touched:?}"
+        );
+    }
+    let findings: Vec<String> = kept.findings.iter().map(ToString::to_string).collect();
+    assert!(
+        findings
+            .iter()
+            .any(|f| f.contains("helm release extension-demo/demo")
+                && f.contains("--keep-extensions")),
+        "{findings:?}"
+    );
+
+    // After the apply: records rewritten, CRD gone: nothing left to do for the release.
+    let mut after = inventory.clone();
+    after.crds.retain(|c| {
+        c.name() != "jsbundles.extensions.kubesphere.io" && c.name() != "installplans.kubesphere.io"
+    });
+    after.resource_types.retain(|r| r.kind != "JSBundle");
+    after.cluster_roles.clear();
+    after.helm = summarise(vec![
+        (
+            StorageDriver::Secret,
+            synthetic_record(
+                "demo",
+                NS,
+                1,
+                "superseded",
+                &doc("v1", "ConfigMap", "demo-config"),
+            ),
+        ),
+        (
+            StorageDriver::Secret,
+            synthetic_record("demo", NS, 2, "deployed", &v3),
+        ),
+    ]);
+    let again = plan(&profile(), &after, &keep);
+    assert!(
+        phase_names(&again, PhaseId::HelmRecords).is_empty(),
+        "{:?}",
+        again.phases
+    );
+    // A record still naming the now-unserved platform kind is rewritten (an interrupted run).
+    after.helm = summarise(vec![(
+        StorageDriver::Secret,
+        synthetic_record("demo", NS, 2, "deployed", &v1),
+    )]);
+    let resumed = plan(&profile(), &after, &keep);
+    assert_eq!(
+        phase_names(&resumed, PhaseId::HelmRecords),
+        ["secrets/extension-demo/sh.helm.release.v1.demo.v2"]
+    );
+}

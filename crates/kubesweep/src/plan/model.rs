@@ -94,6 +94,12 @@ pub struct PlanOptions {
     /// Platform namespaces the operator wants kept: they are cleaned like user
     /// namespaces instead of deleted (e.g. a monitoring namespace still used).
     pub keep_namespaces: Vec<String>,
+    /// Keep the platform's extension releases installed (the other choice
+    /// KubeSphere's own uninstall hook makes): their objects, CRDs,
+    /// namespaces and records stay, and the records are rewritten so that no
+    /// manifest names a kind the plan removes. The platform's own release is
+    /// removed all the same.
+    pub keep_extensions: bool,
 }
 
 impl Default for PlanOptions {
@@ -102,6 +108,7 @@ impl Default for PlanOptions {
             include_shared_crds: false,
             finalize_stuck_namespaces: true,
             keep_namespaces: Vec::new(),
+            keep_extensions: false,
         }
     }
 }
@@ -232,6 +239,10 @@ pub enum Propagation {
     Orphan,
     /// The garbage collector deletes dependents after the owner.
     Background,
+    /// The owner stays (with finalizer `foregroundDeletion`) until the
+    /// garbage collector has deleted its dependents: used for the platform's
+    /// controllers, so that "deleted" means their pods are gone too.
+    Foreground,
 }
 
 /// What an action does to its target.
@@ -276,6 +287,16 @@ pub enum Operation {
     /// `PUT /api/v1/namespaces/<ns>/finalize` (keeping labels and everything
     /// else). Otherwise do nothing and report the conditions.
     FinalizeNamespaceIfStuck,
+    /// Rewrite a kept Helm release record (a Secret or ConfigMap) so that its
+    /// manifest no longer names these kinds, which the plan removes: its
+    /// `release` value is decoded, the documents of those kinds dropped, and
+    /// it is written back in Helm's encoding with everything else unchanged
+    /// (a JSON patch testing the UID and resourceVersion). Nothing is
+    /// written when the manifest names none of them.
+    RewriteHelmRecord {
+        /// The kinds to drop from the manifest.
+        remove_kinds: Vec<crate::helm::GroupKind>,
+    },
 }
 
 impl Operation {
@@ -287,6 +308,7 @@ impl Operation {
             Operation::StripFinalizersThenDelete { .. } => "strip finalizers, delete",
             Operation::DisableConversionWebhook => "disable conversion webhook",
             Operation::FinalizeNamespaceIfStuck => "finalize if stuck",
+            Operation::RewriteHelmRecord { .. } => "rewrite helm record",
         }
     }
 
@@ -323,6 +345,11 @@ pub enum Finding {
         replicas: i64,
         /// `status.readyReplicas`.
         ready_replicas: i64,
+        /// The plan itself deletes the Deployment, in its first phase and in
+        /// the foreground (so its pods are gone before the next phase): the
+        /// controller needs no scaling down first.
+        #[serde(default)]
+        stopped_by_plan: bool,
     },
     /// A namespace is already Terminating; its conditions say why it stays.
     NamespaceTerminating {
@@ -379,6 +406,10 @@ impl Finding {
     /// How much the operator should care.
     pub fn severity(&self) -> Severity {
         match self {
+            Finding::ControllerRunning {
+                stopped_by_plan: true,
+                ..
+            } => Severity::Info,
             Finding::ControllerRunning { .. }
             | Finding::NamespaceTerminating { .. }
             | Finding::ApiGroupUnavailable { .. }
@@ -397,10 +428,18 @@ impl fmt::Display for Finding {
                 name,
                 replicas,
                 ready_replicas,
-            } => write!(
-                f,
-                "controller {namespace}/{name} still runs ({ready_replicas}/{replicas} ready): it may recreate what is removed; scale it to zero first"
-            ),
+                stopped_by_plan,
+            } => {
+                write!(
+                    f,
+                    "controller {namespace}/{name} still runs ({ready_replicas}/{replicas} ready)"
+                )?;
+                if *stopped_by_plan {
+                    f.write_str(": the plan deletes it first, waiting for its pods to go")
+                } else {
+                    f.write_str(": it may recreate what is removed; scale it to zero first")
+                }
+            }
             Finding::NamespaceTerminating {
                 name,
                 conditions,

@@ -20,6 +20,7 @@ use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 mod helm;
+mod kept_releases;
 
 /// How many foreign instances a finding quotes.
 const QUOTED_INSTANCES: usize = 5;
@@ -54,6 +55,10 @@ struct Planner<'a> {
     /// UIDs of proven platform instances of shared CRDs (owner references to
     /// them are removed from kept objects).
     platform_shared_uids: HashSet<String>,
+    /// The Helm releases the profile selects.
+    releases: crate::helm::ReleaseSelection,
+    /// What `--keep-extensions` keeps (empty without it).
+    kept: kept_releases::KeptReleases,
 }
 
 impl<'a> Planner<'a> {
@@ -68,12 +73,15 @@ impl<'a> Planner<'a> {
             deleted_namespaces: BTreeSet::new(),
             namespace_fates: BTreeMap::new(),
             platform_shared_uids: HashSet::new(),
+            releases: crate::helm::select_releases(profile, inventory),
+            kept: kept_releases::KeptReleases::default(),
         }
     }
 
     fn run(&mut self) {
         self.discovery_findings();
         self.controllers();
+        self.kept = kept_releases::KeptReleases::of(self.inventory, self.options, &self.releases);
         self.classify_namespaces();
         self.classify_shared_instances();
         self.helm_releases();
@@ -84,6 +92,9 @@ impl<'a> Planner<'a> {
         self.custom_resources();
         self.cluster_leftovers();
         self.namespaces();
+        // Last: they need to know every CRD the plan deletes.
+        self.spare_kept_release_objects();
+        self.rewrite_kept_release_records();
     }
 
     fn finish(self) -> Plan {
@@ -97,6 +108,8 @@ impl<'a> Planner<'a> {
             ..
         } = self;
         helm::leave_to_other_phases(&mut phases);
+        let mut findings = findings;
+        helm::mark_controllers_stopped_by_plan(&phases, &mut findings);
         // Discovery may report an object both as a kept object (it carries
         // platform metadata) and in its own role (a proven RBAC object, a
         // shared-CRD instance): an object that is deleted is not also patched,
@@ -212,6 +225,7 @@ impl<'a> Planner<'a> {
                     name: name.to_owned(),
                     replicas,
                     ready_replicas: ready,
+                    stopped_by_plan: false,
                 });
             }
         }
@@ -234,6 +248,10 @@ impl<'a> Planner<'a> {
                 NamespaceFate::Keep("protected system namespace".into())
             } else if self.options.keep_namespaces.contains(&name) {
                 NamespaceFate::Keep("kept on request (--keep-namespace)".into())
+            } else if let Some(release) = self.kept.release_in(&name) {
+                NamespaceFate::Keep(format!(
+                    "holds helm release {release}, kept on request (--keep-extensions)"
+                ))
             } else if self.profile.namespaces.delete.contains(&name) {
                 NamespaceFate::Delete(
                     "namespace created by the platform (listed by the profile)".into(),
@@ -528,6 +546,15 @@ impl<'a> Planner<'a> {
             let Some(crd_target) = ObjectRef::from_object(&types::crd(), &crd.crd) else {
                 continue;
             };
+            if let Some(release) = self.kept.crd_release(crd.name()) {
+                self.findings.push(Finding::Skipped {
+                    subject: format!("CRD {} and its instances", crd.name()),
+                    reason: format!(
+                        "brought by helm release {release}, kept on request (--keep-extensions)"
+                    ),
+                });
+                continue;
+            }
             let mut foreign = Vec::new();
             if let Some(rt) = &crd.resource {
                 for instance in &crd.instances {

@@ -27,7 +27,7 @@ const RESOURCE_POLICY: &str = "helm.sh/resource-policy";
 impl Planner<'_> {
     pub(super) fn helm_releases(&mut self) {
         let inventory = self.inventory;
-        let selection = helm::select_releases(self.profile, inventory);
+        let selection = self.releases.clone();
         for record in &inventory.helm.unreadable {
             self.findings.push(Finding::Skipped {
                 subject: format!(
@@ -53,6 +53,16 @@ impl Planner<'_> {
             let Some(selected) = selection.selected.get(&key) else {
                 continue;
             };
+            if self.kept.releases.contains(&key) {
+                self.findings.push(Finding::Skipped {
+                    subject: format!("helm release {key} revision {}", release.revision),
+                    reason: format!(
+                        "{}; kept on request (--keep-extensions): its objects stay, its records drop the kinds the plan removes",
+                        selected.reason
+                    ),
+                });
+                continue;
+            }
             let why = format!(
                 "helm release {key} revision {} ({})",
                 release.revision, selected.reason
@@ -78,7 +88,7 @@ impl Planner<'_> {
                 });
             }
             for live in &release.live {
-                self.helm_object(&key, &why, live);
+                self.helm_object(&key, &why, selected.platform, live);
             }
             for record in &release.records {
                 let Some(target) = ObjectRef::from_object(&helm::record_type(record), record)
@@ -95,7 +105,13 @@ impl Planner<'_> {
         }
     }
 
-    fn helm_object(&mut self, key: &ReleaseKey, why: &str, live: &helm::LiveObject) {
+    fn helm_object(
+        &mut self,
+        key: &ReleaseKey,
+        why: &str,
+        platform_release: bool,
+        live: &helm::LiveObject,
+    ) {
         let Some(target) = ObjectRef::from_object(&live.resource, &live.object) else {
             return;
         };
@@ -126,18 +142,28 @@ impl Planner<'_> {
             return;
         }
         self.note_terminating(&target, &live.object);
-        let phase = if helm::is_workload(kind) {
+        let workload = helm::is_workload(kind);
+        let phase = if workload {
             PhaseId::HelmWorkloads
         } else {
             PhaseId::HelmReleases
         };
+        // The platform's own workloads are its controllers: deleting them in
+        // the foreground makes the phase's wait last until their pods are
+        // gone, so nothing of the platform runs when webhooks, finalizers and
+        // CRDs are touched.
+        let propagation = if workload && platform_release {
+            Propagation::Foreground
+        } else {
+            Propagation::Background
+        };
         let finalizers = self.profile.platform_finalizers(meta);
         let operation = if finalizers.is_empty() {
-            delete(Propagation::Background)
+            delete(propagation)
         } else {
             Operation::StripFinalizersThenDelete {
                 finalizers,
-                propagation: Propagation::Background,
+                propagation,
             }
         };
         let volume = live.resource.group.is_empty() && kind == "PersistentVolumeClaim";
@@ -215,4 +241,39 @@ pub(super) fn leave_to_other_phases(phases: &mut BTreeMap<PhaseId, Vec<Action>>)
             actions.retain(|a| !elsewhere.contains(&a.target.uid));
         }
     }
+}
+
+/// Marks the running-controller findings whose Deployment the plan deletes
+/// in its first phase: those controllers stop as part of the plan.
+pub(super) fn mark_controllers_stopped_by_plan(
+    phases: &BTreeMap<PhaseId, Vec<Action>>,
+    findings: &mut [Finding],
+) {
+    let deleted_first: HashSet<(String, String)> = phases
+        .get(&PhaseId::HelmWorkloads)
+        .into_iter()
+        .flatten()
+        .filter(|a| a.operation.deletes() && is_deployment(&a.target.resource))
+        .map(|a| {
+            (
+                a.target.namespace.clone().unwrap_or_default(),
+                a.target.name.clone(),
+            )
+        })
+        .collect();
+    for finding in findings {
+        if let Finding::ControllerRunning {
+            namespace,
+            name,
+            stopped_by_plan,
+            ..
+        } = finding
+        {
+            *stopped_by_plan = deleted_first.contains(&(namespace.clone(), name.clone()));
+        }
+    }
+}
+
+fn is_deployment(resource: &ResourceType) -> bool {
+    resource.group == "apps" && resource.kind == "Deployment"
 }
