@@ -91,6 +91,10 @@ pub struct PlanFlags {
     /// Keep this platform namespace (clean it instead of deleting it). Repeatable.
     #[arg(long = "keep-namespace", value_name = "NAME")]
     pub keep_namespaces: Vec<String>,
+    /// Keep platform namespaces that hold PersistentVolumeClaims (and the claims
+    /// of Helm releases): only the platform's objects and metadata are removed.
+    #[arg(long)]
+    pub keep_data: bool,
 }
 
 impl PlanFlags {
@@ -100,6 +104,7 @@ impl PlanFlags {
             include_shared_crds: self.include_shared_crds,
             finalize_stuck_namespaces: !self.no_finalize_stuck_namespaces,
             keep_namespaces: self.keep_namespaces.clone(),
+            keep_data: self.keep_data,
         }
     }
 }

@@ -94,6 +94,11 @@ pub struct PlanOptions {
     /// Platform namespaces the operator wants kept: they are cleaned like user
     /// namespaces instead of deleted (e.g. a monitoring namespace still used).
     pub keep_namespaces: Vec<String>,
+    /// Keep every platform namespace that holds PersistentVolumeClaims (or
+    /// whose claims could not be listed) instead of deleting it with its
+    /// volumes, and keep the claims of Helm releases. Absent from plans saved
+    /// before it existed, which then load as `false`.
+    pub keep_data: bool,
 }
 
 impl Default for PlanOptions {
@@ -102,6 +107,7 @@ impl Default for PlanOptions {
             include_shared_crds: false,
             finalize_stuck_namespaces: true,
             keep_namespaces: Vec::new(),
+            keep_data: false,
         }
     }
 }

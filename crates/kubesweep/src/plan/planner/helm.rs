@@ -141,6 +141,15 @@ impl Planner<'_> {
             }
         };
         let volume = live.resource.group.is_empty() && kind == "PersistentVolumeClaim";
+        if volume && self.options.keep_data {
+            self.findings.push(Finding::Skipped {
+                subject: target.to_string(),
+                reason: format!(
+                    "PersistentVolumeClaim of helm release {key} kept on request (--keep-data)"
+                ),
+            });
+            return;
+        }
         if volume {
             self.hazards.push(DataHazard {
                 target: target.clone(),
