@@ -96,6 +96,10 @@ pub struct PlanFlags {
     /// still upgrade, roll back and uninstall them once the platform's kinds are gone.
     #[arg(long)]
     pub keep_extensions: bool,
+    /// Keep platform namespaces that hold PersistentVolumeClaims (and the claims
+    /// of Helm releases): only the platform's objects and metadata are removed.
+    #[arg(long)]
+    pub keep_data: bool,
 }
 
 impl PlanFlags {
@@ -106,6 +110,7 @@ impl PlanFlags {
             finalize_stuck_namespaces: !self.no_finalize_stuck_namespaces,
             keep_namespaces: self.keep_namespaces.clone(),
             keep_extensions: self.keep_extensions,
+            keep_data: self.keep_data,
         }
     }
 }

@@ -11,7 +11,9 @@ use k8s_openapi::api::admissionregistration::v1::{
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, ServiceAccount};
+use k8s_openapi::api::core::v1::{
+    ConfigMap, Namespace, PersistentVolumeClaim, Secret, ServiceAccount,
+};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role as RbacRole, RoleBinding};
 use k8s_openapi::kube_aggregator::pkg::apis::apiregistration::v1::APIService;
 use serde_json::{Value, json};
@@ -31,6 +33,11 @@ pub const PROFILE: &str = "kubesphere-v4";
 pub const EXTENSION: &str = "whizard-monitoring";
 /// Its target namespace.
 pub const EXTENSION_NAMESPACE: &str = "extension-whizard-monitoring";
+/// The extension's data: a PersistentVolumeClaim in its namespace (no storage class, so it stays
+/// Pending), which `--keep-data` keeps with the namespace.
+pub const EXTENSION_CLAIM: &str = "data-whizard-monitoring-0";
+/// The Job (and ConfigMap of the same name) the Helm executor left in the extension's namespace.
+pub const EXECUTOR_JOB: &str = "helm-install-whizard-monitoring-";
 /// Its aggregated APIService, backed by a Service that no longer exists.
 pub const EXTENSION_APISERVICE: &str = "v1alpha1.monitoring.kubesphere.io";
 /// The workspace KubeSphere creates for its own namespaces.
@@ -770,13 +777,14 @@ fn extension(p: &mut Plan) {
     let sa_name = format!("helm-executor.{EXTENSION}");
     let subject =
         json!([{"kind": "ServiceAccount", "name": sa_name, "namespace": EXTENSION_NAMESPACE}]);
+    // KubeSphere names this ServiceAccount in its RBAC but sets no label on it.
     p.add(
         &typed::<ServiceAccount>(),
         Some(EXTENSION_NAMESPACE),
         &sa_name,
         Role::Platform,
         KS_MANAGER,
-        ext_meta(),
+        Meta::new(),
         Value::Null,
     );
     let all = json!({"rules": [{"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]}]});
@@ -817,7 +825,7 @@ fn extension(p: &mut Plan) {
         json!({"roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": helper}, "subjects": subject}),
     );
     // What the executor Job left: its values ConfigMap and the (suspended, so podless) Job.
-    let job_name = format!("helm-install-{EXTENSION}-{}", short_hash(EXTENSION));
+    let job_name = format!("{EXECUTOR_JOB}{}", short_hash(EXTENSION));
     let exec_meta = || ext_meta().label("kubesphere.io/managed", "true");
     p.add(
         &typed::<ConfigMap>(),
@@ -839,6 +847,17 @@ fn extension(p: &mut Plan) {
             "restartPolicy": "Never", "serviceAccountName": sa_name,
             "containers": [{"name": "helm", "image": "kubesphere/kubectl:v1.27.16", "args": ["helm", "upgrade", "--install"]}]
         }}}}),
+    );
+
+    // The extension's data.
+    p.add(
+        &typed::<PersistentVolumeClaim>(),
+        Some(EXTENSION_NAMESPACE),
+        EXTENSION_CLAIM,
+        Role::Platform,
+        "kube-controller-manager",
+        Meta::new().label("app", &format!("{EXTENSION}-store")),
+        json!({"spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}}),
     );
 
     // The release's objects: those still running, and the Service that is already gone (which
@@ -1376,6 +1395,11 @@ mod tests {
                 "Secret",
                 Some(EXTENSION_NAMESPACE),
                 "sh.helm.release.v1.whizard-monitoring.v1",
+            ),
+            (
+                "PersistentVolumeClaim",
+                Some(EXTENSION_NAMESPACE),
+                EXTENSION_CLAIM,
             ),
             ("APIService", None, EXTENSION_APISERVICE),
         ] {

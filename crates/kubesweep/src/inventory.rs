@@ -170,8 +170,15 @@ pub struct Inventory {
     /// ([`crate::profile::Profile::controllers`]); absent ones are simply omitted.
     pub controllers: Vec<DynamicObject>,
     /// Objects of any type in namespaces that are kept, that carry platform
-    /// metadata ([`crate::profile::Profile::carries_platform_metadata`]).
+    /// metadata ([`crate::profile::Profile::carries_platform_metadata`]) or
+    /// may be helm-executor leftovers by name
+    /// ([`crate::profile::Profile::may_be_executor_leftover`]).
     pub kept_objects: Vec<ObservedList>,
+    /// Every PersistentVolumeClaim (v1), all namespaces, metadata only: which
+    /// namespaces hold data. Not acted on, so not in [`Inventory::objects`].
+    /// When the list failed, a [`DiscoveryIssue::ListFailed`] for
+    /// [`types::persistent_volume_claim`] says so.
+    pub volume_claims: Vec<DynamicObject>,
     /// Helm releases: every release summarised, live objects of the ones the
     /// profile selects ([`crate::helm::select_releases`]).
     pub helm: crate::helm::HelmInventory,
@@ -192,7 +199,10 @@ impl Inventory {
     ///
     /// The one place that knows all the lists, so the indexes built from it
     /// (staleness check, verification, backup) miss nothing when a list is
-    /// added. Objects held whole come first; the metadata-only scan of kept
+    /// added. `volume_claims` is left out on purpose: the plan never acts on
+    /// a claim through it (a claim that goes, goes with its namespace or its
+    /// Helm release, both listed here), so it must neither make a plan stale
+    /// nor be verified nor backed up on its own. Objects held whole come first; the metadata-only scan of kept
     /// namespaces (`kept_objects`) comes last, so an index that keeps the
     /// first entry per UID keeps the whole object.
     pub fn objects(&self) -> Vec<(ResourceType, &DynamicObject)> {
@@ -340,6 +350,16 @@ pub mod types {
     /// apps/v1 Deployment.
     pub fn deployment() -> ResourceType {
         rt("apps", "v1", "Deployment", "deployments", true)
+    }
+    /// v1 PersistentVolumeClaim.
+    pub fn persistent_volume_claim() -> ResourceType {
+        rt(
+            "",
+            "v1",
+            "PersistentVolumeClaim",
+            "persistentvolumeclaims",
+            true,
+        )
     }
 }
 

@@ -164,8 +164,11 @@ func up(state, bin string, timeout time.Duration) error {
 			"--cluster-signing-cert-file=" + p("ca.crt"),
 			"--cluster-signing-key-file=" + p("ca.key"),
 			// What an uninstaller's behaviour depends on: namespace deletion, garbage
-			// collection, and Deployments scaling their ReplicaSets and pods.
-			"--controllers=namespace,garbagecollector,serviceaccount,serviceaccount-token,clusterrole-aggregation,deployment,replicaset",
+			// collection, Deployments scaling their ReplicaSets and pods, and the
+			// removal of the `kubernetes.io/pvc-protection` finalizer the API server
+			// puts on every PersistentVolumeClaim (without it no claim, and no
+			// namespace holding one, can ever be deleted).
+			"--controllers=namespace,garbagecollector,serviceaccount,serviceaccount-token,clusterrole-aggregation,deployment,replicaset,pvc-protection",
 			"--v=1",
 		}},
 	}

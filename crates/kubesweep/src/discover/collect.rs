@@ -129,6 +129,9 @@ pub async fn discover_with_catalog(
         *slot = objects;
     }
 
+    // Which namespaces hold data (PersistentVolumeClaims), for data hazards and --keep-data.
+    collect_volume_claims(client, &mut inventory).await;
+
     // CRDs the profile owns or shares, with all their instances.
     let matched: Vec<DynamicObject> = crds
         .into_iter()
@@ -217,7 +220,10 @@ pub async fn discover_with_catalog(
             Ok(objects) => {
                 let objects: Vec<DynamicObject> = objects
                     .into_iter()
-                    .filter(|o| profile.carries_platform_metadata(&o.metadata))
+                    .filter(|o| {
+                        profile.carries_platform_metadata(&o.metadata)
+                            || profile.may_be_executor_leftover(&rt.group, &rt.kind, &o.metadata)
+                    })
                     .collect();
                 if !objects.is_empty() {
                     inventory.kept_objects.push(ObservedList {
@@ -239,10 +245,22 @@ pub async fn discover_with_catalog(
             .map(|c| c.instances.len())
             .sum::<usize>(),
         kept_object_types = inventory.kept_objects.len(),
+        volume_claims = inventory.volume_claims.len(),
         issues = inventory.issues.len(),
         "discovery finished"
     );
     Ok(inventory)
+}
+
+/// Lists every PersistentVolumeClaim, metadata only (names and namespaces are
+/// all the planner reads). A failure is an issue, not an error: the planner
+/// then treats every namespace as possibly holding data.
+async fn collect_volume_claims(client: &Client, inventory: &mut Inventory) {
+    let rt = types::persistent_volume_claim();
+    match list_metadata_all(client, &rt).await {
+        Ok(claims) => inventory.volume_claims = claims,
+        Err(err) => inventory.issues.push(list_failed(&rt, None, &err)),
+    }
 }
 
 async fn essential(

@@ -610,3 +610,30 @@ fn keep_extensions_keeps_the_release_and_rewrites_records_naming_removed_kinds()
         ["secrets/extension-demo/sh.helm.release.v1.demo.v2"]
     );
 }
+
+#[test]
+fn release_objects_in_a_kept_namespace_are_deleted_not_only_stripped() {
+    // capture-ns is not the platform's, so it is kept; the release's
+    // ConfigMap there carries a platform label, so it is also a kept object.
+    let mut inventory = inventory_with_release(vec![]);
+    inventory.kept_objects = vec![crate::inventory::ObservedList {
+        resource: rt("", "v1", "ConfigMap", "configmaps", true),
+        objects: vec![obj(
+            "v1",
+            "ConfigMap",
+            Some("capture-ns"),
+            "capture-config",
+            json!({"metadata": {"labels": {"kubesphere.io/extension-ref": "capture"}}}),
+        )],
+    }];
+    let p = plan(&profile(), &inventory, &PlanOptions::default());
+    let on_config: Vec<(PhaseId, &Operation)> = p
+        .actions()
+        .filter(|(_, a)| a.target.name == "capture-config")
+        .map(|(id, a)| (id, &a.operation))
+        .collect();
+    assert!(
+        matches!(on_config.as_slice(), [(PhaseId::HelmReleases, op)] if op.deletes()),
+        "{on_config:?}"
+    );
+}

@@ -100,6 +100,11 @@ pub struct PlanOptions {
     /// manifest names a kind the plan removes. The platform's own release is
     /// removed all the same.
     pub keep_extensions: bool,
+    /// Keep every platform namespace that holds PersistentVolumeClaims (or
+    /// whose claims could not be listed) instead of deleting it with its
+    /// volumes, and keep the claims of Helm releases. Absent from plans saved
+    /// before it existed, which then load as `false`.
+    pub keep_data: bool,
 }
 
 impl Default for PlanOptions {
@@ -109,6 +114,7 @@ impl Default for PlanOptions {
             finalize_stuck_namespaces: true,
             keep_namespaces: Vec::new(),
             keep_extensions: false,
+            keep_data: false,
         }
     }
 }

@@ -19,6 +19,8 @@ use kube::api::DynamicObject;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
+mod data;
+mod executor;
 mod helm;
 mod kept_releases;
 
@@ -50,6 +52,13 @@ struct Planner<'a> {
     hazards: Vec<DataHazard>,
     /// Namespaces the plan deletes.
     deleted_namespaces: BTreeSet<String>,
+    /// Platform namespaces kept only for their data (`--keep-data`): not
+    /// deleted, but still the platform's, so services in them are platform
+    /// services (webhooks, APIServices) and shared-CRD instances in them are
+    /// platform instances, exactly as if the namespace were deleted.
+    data_kept_namespaces: BTreeSet<String>,
+    /// Namespace → its PersistentVolumeClaims' names.
+    claims: BTreeMap<String, Vec<String>>,
     /// Fate of every observed namespace.
     namespace_fates: BTreeMap<String, NamespaceFate>,
     /// UIDs of proven platform instances of shared CRDs (owner references to
@@ -71,6 +80,8 @@ impl<'a> Planner<'a> {
             findings: Vec::new(),
             hazards: Vec::new(),
             deleted_namespaces: BTreeSet::new(),
+            data_kept_namespaces: BTreeSet::new(),
+            claims: data::claims_by_namespace(inventory),
             namespace_fates: BTreeMap::new(),
             platform_shared_uids: HashSet::new(),
             releases: crate::helm::select_releases(profile, inventory),
@@ -91,6 +102,7 @@ impl<'a> Planner<'a> {
         self.kept_objects();
         self.custom_resources();
         self.cluster_leftovers();
+        self.executor_leftovers();
         self.namespaces();
         // Last: they need to know every CRD the plan deletes.
         self.spare_kept_release_objects();
@@ -271,11 +283,35 @@ impl<'a> Planner<'a> {
             } else {
                 NamespaceFate::Keep("not the platform's".into())
             };
+            let fate = self.keep_data_instead(&name, fate);
             if matches!(fate, NamespaceFate::Delete(_)) {
                 self.deleted_namespaces.insert(name.clone());
             }
             self.namespace_fates.insert(name, fate);
         }
+    }
+
+    /// `--keep-data` turns the deletion of a namespace that holds (or may
+    /// hold) PersistentVolumeClaims into keeping it, said in a finding.
+    fn keep_data_instead(&mut self, name: &str, fate: NamespaceFate) -> NamespaceFate {
+        let NamespaceFate::Delete(reason) = fate else {
+            return fate;
+        };
+        let Some(why) = self.keep_for_data(name) else {
+            return NamespaceFate::Delete(reason);
+        };
+        self.data_kept_namespaces.insert(name.to_owned());
+        self.findings.push(Finding::Skipped {
+            subject: format!("namespace {name}"),
+            reason: format!("platform namespace ({reason}) that {why}"),
+        });
+        NamespaceFate::Keep(why)
+    }
+
+    /// Whether `namespace` is the platform's: deleted by the plan, or kept
+    /// only for its data.
+    fn is_platform_namespace(&self, namespace: &str) -> bool {
+        self.deleted_namespaces.contains(namespace) || self.data_kept_namespaces.contains(namespace)
     }
 
     /// Namespace name → "<crd kind> <name>" for namespaces named in platform
@@ -308,7 +344,7 @@ impl<'a> Planner<'a> {
             .metadata
             .namespace
             .as_ref()
-            .is_some_and(|ns| self.deleted_namespaces.contains(ns))
+            .is_some_and(|ns| self.is_platform_namespace(ns))
             || self
                 .profile
                 .shared_instance_is_platform(rule, &object.metadata)
@@ -358,7 +394,7 @@ impl<'a> Planner<'a> {
     }
 
     fn is_platform_service(&self, namespace: &str, name: &str) -> bool {
-        self.deleted_namespaces.contains(namespace)
+        self.is_platform_namespace(namespace)
             || self
                 .profile
                 .webhooks
@@ -444,6 +480,8 @@ impl<'a> Planner<'a> {
                 .unwrap_or_default();
             let reason = if self.deleted_namespaces.contains(ns) {
                 format!("backed by service {ns}/{name} in a namespace this plan deletes")
+            } else if self.data_kept_namespaces.contains(ns) {
+                format!("backed by service {ns}/{name} in a platform namespace kept for its data")
             } else if self
                 .profile
                 .api_services
@@ -688,7 +726,9 @@ impl<'a> Planner<'a> {
             (types::role_binding(), &inventory.role_bindings),
         ] {
             for object in list {
-                // Namespaced RBAC in a deleted namespace goes with it.
+                // Namespaced RBAC in a deleted namespace goes with it; in a
+                // namespace kept for its data it needs its own proof, like
+                // in any kept namespace.
                 if object
                     .metadata
                     .namespace
@@ -757,10 +797,7 @@ impl<'a> Planner<'a> {
             }
             self.hazards.push(DataHazard {
                 target: target.clone(),
-                description: format!(
-                    "namespace {} is deleted with everything in it (Secrets, ConfigMaps, PersistentVolumeClaims)",
-                    target.name
-                ),
+                description: self.namespace_hazard(&target.name),
             });
             // Platform finalizers on the namespace object itself would keep it forever.
             let finalizers = self.profile.platform_finalizers(&ns.metadata);

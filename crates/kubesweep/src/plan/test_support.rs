@@ -516,6 +516,7 @@ pub(crate) fn kubesphere_inventory() -> Inventory {
         csrs,
         controllers,
         kept_objects,
+        volume_claims: vec![],
         helm: Default::default(),
         issues: vec![DiscoveryIssue::ApiGroupUnavailable {
             group_version: "acme.io/v1".into(),

@@ -3,8 +3,9 @@
 
 use super::test_support::*;
 use super::*;
-use crate::inventory::{ClusterIdentity, Inventory};
+use crate::inventory::{ClusterIdentity, DiscoveryIssue, Inventory, ObservedList};
 use crate::profile::Profile;
+use kube::api::DynamicObject;
 use serde_json::json;
 
 fn ks() -> Profile {
@@ -704,4 +705,309 @@ fn object_deleted_elsewhere_is_not_also_stripped() {
         phase_of(&p, "Application", "ks-app"),
         vec![PhaseId::CustomResources]
     );
+}
+
+// --keep-data and the helm executor's leftovers.
+
+fn claim(ns: &str, name: &str) -> DynamicObject {
+    obj("v1", "PersistentVolumeClaim", Some(ns), name, json!({}))
+}
+
+/// The test inventory with a claim in the extension namespace `extension-whizard`.
+fn inventory_with_claim() -> Inventory {
+    let mut inv = kubesphere_inventory();
+    inv.volume_claims = vec![claim("extension-whizard", "data-whizard-0")];
+    inv
+}
+
+fn keep_data() -> PlanOptions {
+    PlanOptions {
+        keep_data: true,
+        ..PlanOptions::default()
+    }
+}
+
+fn hazard_of(p: &Plan, namespace: &str) -> Option<String> {
+    p.data_hazards
+        .iter()
+        .find(|h| h.target.resource.kind == "Namespace" && h.target.name == namespace)
+        .map(|h| h.description.clone())
+}
+
+#[test]
+fn keep_data_keeps_a_namespace_holding_a_claim_and_deletes_one_without() {
+    let p = plan(&ks(), &inventory_with_claim(), &keep_data());
+    let deleted = phase_names(&p, PhaseId::Namespaces);
+    assert!(
+        !deleted.contains(&"extension-whizard".to_owned()),
+        "{deleted:?}"
+    );
+    assert!(deleted.contains(&"my-ext-ns".to_owned()), "{deleted:?}");
+    assert!(!phase_names(&p, PhaseId::NamespaceFinalize).contains(&"extension-whizard".to_owned()));
+    assert_eq!(hazard_of(&p, "extension-whizard"), None);
+    // Cleaned like any kept namespace, and the plan says why it stays.
+    let strip = p
+        .actions()
+        .find(|(_, a)| {
+            a.target.resource.kind == "Namespace" && a.target.name == "extension-whizard"
+        })
+        .map(|(id, a)| (id, a.operation.clone(), a.reason.clone()));
+    let Some((phase, Operation::StripMetadata { labels, .. }, reason)) = strip else {
+        panic!("extension-whizard is not cleaned: {strip:?}");
+    };
+    assert_eq!(phase, PhaseId::KeptObjects);
+    assert_eq!(labels, vec!["kubesphere.io/extension-ref".to_owned()]);
+    assert!(
+        reason
+            .contains("holds PersistentVolumeClaims data-whizard-0: kept on request (--keep-data)"),
+        "{reason}"
+    );
+    assert!(p.findings.iter().any(|f| matches!(f,
+        Finding::Skipped { subject, reason } if subject == "namespace extension-whizard"
+            && reason.contains("--keep-data"))));
+    // Still the platform's namespace: what calls its services goes.
+    assert_eq!(
+        phase_of(&p, "ValidatingWebhookConfiguration", "ext-validator"),
+        vec![PhaseId::ValidatingWebhooks]
+    );
+    assert_eq!(
+        phase_of(&p, "APIService", "v1alpha1.whizard.example.com"),
+        vec![PhaseId::ApiServices]
+    );
+    // Without the flag, the same inventory deletes it.
+    let default = plan(&ks(), &inventory_with_claim(), &PlanOptions::default());
+    assert!(phase_names(&default, PhaseId::Namespaces).contains(&"extension-whizard".to_owned()));
+}
+
+#[test]
+fn the_namespace_hazard_names_the_claims_it_destroys() {
+    let mut inv = inventory_with_claim();
+    inv.volume_claims
+        .push(claim("extension-whizard", "data-whizard-1"));
+    inv.volume_claims.push(claim("project-a", "user-data"));
+    let p = plan(&ks(), &inv, &PlanOptions::default());
+    let hazard = hazard_of(&p, "extension-whizard").unwrap_or_default();
+    assert!(
+        hazard.contains("2 PersistentVolumeClaim(s) data-whizard-0, data-whizard-1"),
+        "{hazard}"
+    );
+    assert!(hazard.contains("--keep-data"), "{hazard}");
+    let without = hazard_of(&p, "my-ext-ns").unwrap_or_default();
+    assert!(
+        without.contains("holds no PersistentVolumeClaim"),
+        "{without}"
+    );
+    // A kept user project's claim is no hazard.
+    assert_eq!(hazard_of(&p, "project-a"), None);
+}
+
+#[test]
+fn keep_data_keeps_every_platform_namespace_when_claims_cannot_be_listed() {
+    let mut inv = kubesphere_inventory();
+    inv.issues.push(DiscoveryIssue::ListFailed {
+        resource: "persistentvolumeclaims".into(),
+        namespace: None,
+        message: "forbidden".into(),
+    });
+    let p = plan(&ks(), &inv, &keep_data());
+    assert!(phase_names(&p, PhaseId::Namespaces).is_empty());
+    assert!(phase_names(&p, PhaseId::NamespaceFinalize).is_empty());
+    let reason = p
+        .actions()
+        .find(|(_, a)| {
+            a.target.resource.kind == "Namespace" && a.target.name == "extension-whizard"
+        })
+        .map(|(_, a)| a.reason.clone())
+        .unwrap_or_default();
+    assert!(
+        reason.contains("could not be listed (forbidden)"),
+        "{reason}"
+    );
+    // Without --keep-data they are deleted, and the hazard says what is unknown.
+    let default = plan(&ks(), &inv, &PlanOptions::default());
+    assert!(phase_names(&default, PhaseId::Namespaces).contains(&"extension-whizard".to_owned()));
+    let hazard = hazard_of(&default, "extension-whizard").unwrap_or_default();
+    assert!(hazard.contains("could not be listed"), "{hazard}");
+}
+
+#[test]
+fn old_plans_without_keep_data_still_load() {
+    let options: PlanOptions = serde_json::from_value(json!({
+        "include_shared_crds": false,
+        "finalize_stuck_namespaces": true,
+        "keep_namespaces": []
+    }))
+    .expect("an options object saved before --keep-data");
+    assert!(!options.keep_data);
+}
+
+/// Executor leftovers in `extension-whizard` (extension `whizard`) and
+/// look-alikes that are not the executor's.
+fn inventory_with_executor_leftovers() -> Inventory {
+    let mut inv = inventory_with_claim();
+    let ns = Some("extension-whizard");
+    let exec_labels =
+        json!({"kubesphere.io/managed": "true", "kubesphere.io/extension-ref": "whizard"});
+    let installplan = json!([{"apiVersion": "kubesphere.io/v1alpha1", "kind": "InstallPlan",
+                              "name": "whizard", "uid": "uid-whizard"}]);
+    let list = |kind: &str, plural: &str, group: &str, objects| ObservedList {
+        resource: rt(group, "v1", kind, plural, true),
+        objects,
+    };
+    let api = |group: &str| {
+        if group.is_empty() {
+            "v1".to_owned()
+        } else {
+            format!("{group}/v1")
+        }
+    };
+    let o = |group: &str, kind: &str, name: &str, meta: serde_json::Value| {
+        obj(&api(group), kind, ns, name, json!({"metadata": meta}))
+    };
+    inv.kept_objects.push(list(
+        "Job",
+        "jobs",
+        "batch",
+        vec![
+            o(
+                "batch",
+                "Job",
+                "helm-install-whizard-abc123",
+                json!({"labels": exec_labels, "ownerReferences": installplan}),
+            ),
+            // A customer's job that only shares the ambiguous label.
+            o(
+                "batch",
+                "Job",
+                "helm-install-whizard-mine",
+                json!({"labels": {"kubesphere.io/managed": "true"}}),
+            ),
+        ],
+    ));
+    inv.kept_objects.push(list(
+        "ConfigMap",
+        "configmaps",
+        "",
+        vec![
+            o(
+                "",
+                "ConfigMap",
+                "helm-install-whizard-abc123",
+                json!({"labels": exec_labels}),
+            ),
+            o(
+                "",
+                "ConfigMap",
+                "helm-uninstall-whizard-def456",
+                json!({"ownerReferences": installplan}),
+            ),
+            o(
+                "",
+                "ConfigMap",
+                "customer-settings",
+                json!({"labels": {"kubesphere.io/managed": "true"}}),
+            ),
+            // Right labels, but not an executor name.
+            o(
+                "",
+                "ConfigMap",
+                "whizard-values",
+                json!({"labels": exec_labels}),
+            ),
+        ],
+    ));
+    inv.kept_objects.push(list(
+        "ServiceAccount",
+        "serviceaccounts",
+        "",
+        vec![
+            o("", "ServiceAccount", "helm-executor.whizard", json!({})),
+            o("", "ServiceAccount", "helm-executor.other", json!({})),
+        ],
+    ));
+    inv.roles.push(obj(
+        "rbac.authorization.k8s.io/v1",
+        "Role",
+        ns,
+        "kubesphere:whizard:helm-executor",
+        json!({"metadata": {"labels": {"kubesphere.io/extension-ref": "whizard"}}}),
+    ));
+    inv
+}
+
+fn actions_on(p: &Plan, kind: &str, name: &str) -> Vec<(PhaseId, Operation)> {
+    p.actions()
+        .filter(|(_, a)| {
+            a.target.resource.kind == kind
+                && a.target.name == name
+                && a.target.namespace.as_deref() == Some("extension-whizard")
+        })
+        .map(|(id, a)| (id, a.operation.clone()))
+        .collect()
+}
+
+#[test]
+fn executor_leftovers_in_a_kept_extension_namespace_are_deleted_and_look_alikes_kept() {
+    let keep_ns = PlanOptions {
+        keep_namespaces: vec!["extension-whizard".into()],
+        ..PlanOptions::default()
+    };
+    for options in [keep_data(), keep_ns] {
+        let p = plan(&ks(), &inventory_with_executor_leftovers(), &options);
+        let deleted = vec![(
+            PhaseId::ClusterLeftovers,
+            Operation::Delete {
+                propagation: Propagation::Background,
+            },
+        )];
+        for (kind, name) in [
+            ("Job", "helm-install-whizard-abc123"),
+            ("ConfigMap", "helm-install-whizard-abc123"),
+            ("ConfigMap", "helm-uninstall-whizard-def456"),
+            ("ServiceAccount", "helm-executor.whizard"),
+            ("Role", "kubesphere:whizard:helm-executor"),
+        ] {
+            assert_eq!(
+                actions_on(&p, kind, name),
+                deleted,
+                "{kind} {name} ({options:?})"
+            );
+        }
+        // Not the executor's: at most their platform metadata is stripped.
+        for (kind, name) in [
+            ("Job", "helm-install-whizard-mine"),
+            ("ConfigMap", "customer-settings"),
+            ("ServiceAccount", "helm-executor.other"),
+        ] {
+            assert!(
+                actions_on(&p, kind, name).is_empty(),
+                "{kind} {name} ({options:?})"
+            );
+        }
+        let values = actions_on(&p, "ConfigMap", "whizard-values");
+        assert!(
+            matches!(
+                values.as_slice(),
+                [(PhaseId::KeptObjects, Operation::StripMetadata { .. })]
+            ),
+            "{values:?}"
+        );
+    }
+}
+
+#[test]
+fn executor_leftovers_in_a_deleted_namespace_go_with_it() {
+    let p = plan(
+        &ks(),
+        &inventory_with_executor_leftovers(),
+        &PlanOptions::default(),
+    );
+    assert!(phase_names(&p, PhaseId::Namespaces).contains(&"extension-whizard".to_owned()));
+    for (kind, name) in [
+        ("Job", "helm-install-whizard-abc123"),
+        ("ServiceAccount", "helm-executor.whizard"),
+        ("Role", "kubesphere:whizard:helm-executor"),
+    ] {
+        assert!(actions_on(&p, kind, name).is_empty(), "{kind} {name}");
+    }
 }

@@ -2,7 +2,7 @@
 //! with errors that name the file, line and column, then semantic validation
 //! so that a profile that parses but cannot prove anything is refused.
 
-use super::model::Profile;
+use super::model::{HelmExecutorRules, Profile};
 use crate::profile::matching::{ALWAYS_PROTECTED_NAMESPACES, is_valid_domain};
 use std::path::{Path, PathBuf};
 
@@ -248,6 +248,9 @@ impl Profile {
         check_keys("rbac.labels", &self.rbac.labels, true)?;
         check_keys("rbac.annotations", &self.rbac.annotations, true)?;
         check_keys("csrs.labels", &self.csrs.labels, false)?;
+        if let Some(rules) = &self.helm_executor {
+            check_helm_executor(rules)?;
+        }
         for (i, ns) in self.protected.namespaces.iter().enumerate() {
             if !is_dns_label(ns) {
                 return err(
@@ -263,6 +266,52 @@ impl Profile {
         }
         Ok(())
     }
+}
+
+/// The executor rules must keep a literal anchor in every name they match:
+/// a short or empty prefix would let the extension name alone prove ownership.
+fn check_helm_executor(rules: &HelmExecutorRules) -> Result<(), (String, String)> {
+    let err =
+        |field: &str, message: &str| Err((format!("helmExecutor.{field}"), message.to_owned()));
+    check_keys(
+        "helmExecutor.extensionLabel",
+        std::slice::from_ref(&rules.extension_label),
+        false,
+    )?;
+    let keys: Vec<String> = rules.labels.keys().cloned().collect();
+    check_keys("helmExecutor.labels", &keys, false)?;
+    if rules.kinds.is_empty() {
+        return err("kinds", "must name at least one kind");
+    }
+    for (i, gk) in rules.kinds.iter().enumerate() {
+        if gk.kind.is_empty() || !(gk.group.is_empty() || is_valid_domain(&gk.group)) {
+            return err(
+                &format!("kinds[{i}]"),
+                "needs a kind and a valid (or empty) group",
+            );
+        }
+    }
+    if rules.name_prefixes.is_empty() {
+        return err("namePrefixes", "must list at least one prefix");
+    }
+    check_keys("helmExecutor.namePrefixes", &rules.name_prefixes, false)?;
+    let prefixes = rules.name_prefixes.iter().map(|p| ("namePrefixes", p));
+    let sa = rules
+        .service_account_prefix
+        .iter()
+        .map(|p| ("serviceAccountPrefix", p));
+    for (field, prefix) in prefixes.chain(sa) {
+        if prefix.len() < 3 || prefix.chars().any(char::is_whitespace) {
+            return err(
+                field,
+                "a prefix needs at least three characters and no whitespace",
+            );
+        }
+    }
+    if rules.owner_kind.as_deref() == Some("") {
+        return err("ownerKind", "must not be empty");
+    }
+    Ok(())
 }
 
 /// The parser appends " at line L, column C"; the error already says where.

@@ -3,9 +3,9 @@
 //! proof (dot-boundary domain, exact name, pattern with literal anchors,
 //! platform-only key), never a substring guess.
 
-use super::model::{Profile, SharedCrdRule};
+use super::model::{HelmExecutorRules, Profile, SharedCrdRule};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
 
 /// Namespaces that are never deleted or finalized, whatever a profile says.
 pub const ALWAYS_PROTECTED_NAMESPACES: [&str; 4] =
@@ -192,6 +192,93 @@ impl Profile {
             })
     }
 
+    /// Whether discovery should keep an object that carries no platform
+    /// metadata for the helm-executor checks: only the executor's
+    /// ServiceAccount (by its name prefix) can be such a leftover.
+    pub fn may_be_executor_leftover(&self, group: &str, kind: &str, meta: &ObjectMeta) -> bool {
+        let Some(rules) = &self.helm_executor else {
+            return false;
+        };
+        let name = meta.name.as_deref().unwrap_or_default();
+        group.is_empty()
+            && kind == "ServiceAccount"
+            && rules
+                .service_account_prefix
+                .as_deref()
+                .is_some_and(|p| name.len() > p.len() && name.starts_with(p))
+    }
+
+    /// Why an object in a namespace of the extensions `extensions` is a
+    /// leftover of the platform's Helm executor, or `None` (see
+    /// [`HelmExecutorRules`] for the proofs).
+    pub fn executor_leftover_proof(
+        &self,
+        group: &str,
+        kind: &str,
+        meta: &ObjectMeta,
+        extensions: &BTreeSet<String>,
+    ) -> Option<String> {
+        let rules = self.helm_executor.as_ref()?;
+        let name = meta.name.as_deref()?;
+        if group.is_empty() && kind == "ServiceAccount" {
+            let ext = name.strip_prefix(rules.service_account_prefix.as_deref()?)?;
+            return extensions
+                .contains(ext)
+                .then(|| format!("ServiceAccount the helm executor of extension `{ext}` acts as"));
+        }
+        if !rules
+            .kinds
+            .iter()
+            .any(|k| k.group == group && k.kind == kind)
+        {
+            return None;
+        }
+        extensions.iter().find_map(|ext| {
+            if !executor_name_matches(rules, name, ext) {
+                return None;
+            }
+            if self.executor_labels_match(rules, meta, ext) {
+                Some(format!(
+                    "helm executor {kind} of extension `{ext}` (name and labels {})",
+                    executor_label_list(rules, ext)
+                ))
+            } else {
+                self.executor_owner_matches(rules, meta, ext).then(|| {
+                    format!("helm executor {kind} of extension `{ext}` (name and owner {ext})")
+                })
+            }
+        })
+    }
+
+    /// Every executor label with its value, and the extension label naming `ext`.
+    fn executor_labels_match(
+        &self,
+        rules: &HelmExecutorRules,
+        meta: &ObjectMeta,
+        ext: &str,
+    ) -> bool {
+        let Some(labels) = &meta.labels else {
+            return false;
+        };
+        labels.get(&rules.extension_label).map(String::as_str) == Some(ext)
+            && rules.labels.iter().all(|(k, v)| labels.get(k) == Some(v))
+    }
+
+    /// An owner reference of the executor's owner kind, named `ext`, in a platform group.
+    fn executor_owner_matches(
+        &self,
+        rules: &HelmExecutorRules,
+        meta: &ObjectMeta,
+        ext: &str,
+    ) -> bool {
+        let Some(owner_kind) = &rules.owner_kind else {
+            return false;
+        };
+        meta.owner_references.iter().flatten().any(|o| {
+            &o.kind == owner_kind && o.name == ext && self.is_platform_owner_group(&o.api_version)
+        })
+    }
+
     /// Whether a namespace is never deleted or finalized.
     pub fn is_protected_namespace(&self, name: &str) -> bool {
         ALWAYS_PROTECTED_NAMESPACES.contains(&name)
@@ -282,6 +369,27 @@ impl Profile {
                 .any(|(k, _)| rule.platform_annotations.contains(k))
             || !self.platform_finalizers(meta).is_empty()
     }
+}
+
+/// `<prefix><ext>-<suffix>` for one of the executor's prefixes, with a
+/// non-empty suffix (the executor appends a random one).
+fn executor_name_matches(rules: &HelmExecutorRules, name: &str, ext: &str) -> bool {
+    rules.name_prefixes.iter().any(|prefix| {
+        name.strip_prefix(prefix.as_str())
+            .and_then(|rest| rest.strip_prefix(ext))
+            .and_then(|rest| rest.strip_prefix('-'))
+            .is_some_and(|suffix| !suffix.is_empty())
+    })
+}
+
+fn executor_label_list(rules: &HelmExecutorRules, ext: &str) -> String {
+    rules
+        .labels
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .chain(std::iter::once(format!("{}={ext}", rules.extension_label)))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn present_keys(

@@ -50,6 +50,10 @@ pub struct Profile {
     /// Helm releases of the platform and its extensions.
     #[serde(default)]
     pub helm: HelmRules,
+    /// Leftovers of the platform's per-extension Helm executor, removed from
+    /// extension namespaces that are kept (deleted ones take them along).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub helm_executor: Option<HelmExecutorRules>,
     /// Objects never touched, whatever else matches.
     #[serde(default)]
     pub protected: ProtectedRules,
@@ -308,6 +312,43 @@ impl Default for HelmRules {
 
 fn default_namespace_field() -> String {
     "targetNamespace".to_owned()
+}
+
+/// What a platform's Helm executor leaves in an extension's namespace: the
+/// Jobs that ran `helm`, their ConfigMaps, and the ServiceAccount it acts as.
+///
+/// Every proof ties the object to one extension `<ext>` of its namespace (the
+/// namespace's `extensionLabel` value, or a platform custom resource naming
+/// the namespace by a `namespaces.createdBy` rule, named after `<ext>`):
+/// - a Job or ConfigMap of one of `kinds`, named `<prefix><ext>-<suffix>` for
+///   one of `namePrefixes`, carrying every one of `labels` AND
+///   `extensionLabel=<ext>`, or else an owner reference of kind `ownerKind`
+///   named `<ext>` in a platform group (the executor's uninstall ConfigMap
+///   has no labels);
+/// - a ServiceAccount named exactly `<serviceAccountPrefix><ext>`.
+///
+/// One of the labels alone (`kubesphere.io/managed=true`) never proves
+/// anything: customers use it too (kubesphere#6361).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct HelmExecutorRules {
+    /// Label key whose value names the extension, e.g. `kubesphere.io/extension-ref`.
+    pub extension_label: String,
+    /// Labels (key and value) every executor Job and ConfigMap also carries.
+    #[serde(default)]
+    pub labels: std::collections::BTreeMap<String, String>,
+    /// Kinds of the executor's objects, besides the ServiceAccount.
+    pub kinds: Vec<GroupKind>,
+    /// Name prefixes before `<ext>-`, one per executor action
+    /// (`helm-install-`, `helm-upgrade-`, `helm-uninstall-`).
+    pub name_prefixes: Vec<String>,
+    /// Kind of the platform object that owns the executor's objects
+    /// (`InstallPlan`, named after the extension).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner_kind: Option<String>,
+    /// ServiceAccount name prefix before `<ext>` (`helm-executor.`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_account_prefix: Option<String>,
 }
 
 /// What is never touched.

@@ -146,6 +146,14 @@ fn semantic_errors_name_the_field() {
             "name: demo\ndomains: [example.io]\ncrds: {}\nnamespaces: {deleteWhen: [{prefix: ext-, labels: []}]}\n",
             "namespaces.deleteWhen[0]",
         ),
+        (
+            "name: demo\ndomains: [example.io]\ncrds: {}\nnamespaces: {}\nhelmExecutor: {extensionLabel: example.io/ext, kinds: [{group: batch, kind: Job}], namePrefixes: [h-]}\n",
+            "helmExecutor.namePrefixes",
+        ),
+        (
+            "name: demo\ndomains: [example.io]\ncrds: {}\nnamespaces: {}\nhelmExecutor: {extensionLabel: example.io/ext, kinds: [], namePrefixes: [helm-]}\n",
+            "helmExecutor.kinds",
+        ),
     ];
     for (text, field) in cases {
         match Profile::from_yaml_str(text, "test.yaml") {

@@ -167,6 +167,15 @@ impl Planner<'_> {
             }
         };
         let volume = live.resource.group.is_empty() && kind == "PersistentVolumeClaim";
+        if volume && self.options.keep_data {
+            self.findings.push(Finding::Skipped {
+                subject: target.to_string(),
+                reason: format!(
+                    "PersistentVolumeClaim of helm release {key} kept on request (--keep-data)"
+                ),
+            });
+            return;
+        }
         if volume {
             self.hazards.push(DataHazard {
                 target: target.clone(),
@@ -228,13 +237,17 @@ impl Planner<'_> {
 
 /// Drops from the Helm phases every action on an object another phase acts
 /// on: that phase knows the object's kind better (webhooks first, finalizers
-/// stripped, namespaces by their rules).
+/// stripped, namespaces by their rules). A metadata strip is no such action:
+/// a release object in a kept namespace carries platform labels, and must
+/// still be deleted (the strip is then dropped, see `finish`).
 pub(super) fn leave_to_other_phases(phases: &mut BTreeMap<PhaseId, Vec<Action>>) {
     let helm_phases = [PhaseId::HelmWorkloads, PhaseId::HelmReleases];
     let elsewhere: HashSet<String> = phases
         .iter()
         .filter(|(id, _)| !helm_phases.contains(id))
-        .flat_map(|(_, actions)| actions.iter().map(|a| a.target.uid.clone()))
+        .flat_map(|(_, actions)| actions)
+        .filter(|a| !matches!(a.operation, Operation::StripMetadata { .. }))
+        .map(|a| a.target.uid.clone())
         .collect();
     for id in helm_phases {
         if let Some(actions) = phases.get_mut(&id) {
