@@ -190,33 +190,22 @@ fn build_error(server: &str, source: kube::Error) -> ClusterError {
     }
 }
 
-/// Builds the client with a short, server-aware retry layer at the HTTP level.
-///
-/// API Priority and Fairness rejects with a plain-text 429 whose only hint is
-/// the `Retry-After` header (no Status body, so no `retryAfterSeconds`; proven
-/// by the `throttled_requests_are_retried_until_they_succeed` test). kube-rs
-/// drops headers when it turns a response into `kube::Error`, so only a layer
-/// below it can honour the header. This layer retries 429/503/504 a few times
-/// (waiting what the server asks); [`crate::retry`] adds the longer horizon and
-/// the cases the layer does not see (other 5xx, broken connections).
+/// Builds the client with a short retry layer at the HTTP level for what
+/// only response headers say (see [`crate::http_retry`]); [`crate::retry`]
+/// adds the longer horizon and everything else (other 5xx, broken
+/// connections, a 503 without `Retry-After`).
 fn build_client(config: Config) -> Result<Client, kube::Error> {
-    let policy = kube::client::retry::RetryPolicy::new(
+    let policy = crate::http_retry::ServerAskedRetry::new(
+        3,
         Duration::from_millis(100),
         Duration::from_secs(10),
-        3,
-        true,
     );
-    let builder = kube::client::ClientBuilder::try_from(config)?;
-    Ok(match policy {
-        // The retry layer needs a cloneable service; kube's stack is boxed, so
-        // a buffer (a channel to one worker task) goes in between.
-        Ok(policy) => builder
-            .with_layer(&tower::buffer::BufferLayer::new(1024))
-            .with_layer(&tower::retry::RetryLayer::new(policy))
-            .build(),
-        // Unreachable with the constants above; degrade to no layer rather than fail.
-        Err(_) => builder.build(),
-    })
+    // The retry layer needs a cloneable service; kube's stack is boxed, so a
+    // buffer (a channel to one worker task) goes in between.
+    Ok(kube::client::ClientBuilder::try_from(config)?
+        .with_layer(&tower::buffer::BufferLayer::new(1024))
+        .with_layer(&tower::retry::RetryLayer::new(policy))
+        .build())
 }
 
 /// Applies kubesweep's transport settings to a config.

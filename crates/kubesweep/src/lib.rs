@@ -9,6 +9,7 @@ pub mod cluster;
 pub mod discover;
 pub mod execute;
 pub mod helm;
+mod http_retry;
 pub mod inventory;
 pub mod plan;
 pub mod preflight;
