@@ -18,6 +18,7 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::authentication::v1::TokenRequest;
 use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
+use k8s_openapi::api::scheduling::v1::PriorityClass;
 use kube::api::{Api, DeleteParams, PostParams};
 use kube::{Client, ResourceExt};
 use kubesweep_fixtures::harness::{cluster_lock, kubeconfig_path, shared_client, unique_name};
@@ -39,6 +40,62 @@ async fn footprint_state(
         .expect("read the footprint state")
 }
 
+/// The propagation of the custom-resources action on `uid` in a plan's JSON.
+fn propagation_in(plan: &serde_json::Value, uid: &serde_json::Value) -> Option<String> {
+    plan["phases"]
+        .as_array()?
+        .iter()
+        .find(|p| p["id"] == "custom-resources")?["actions"]
+        .as_array()?
+        .iter()
+        .find(|a| &a["target"]["uid"] == uid)
+        .and_then(|a| a["operation"]["propagation"].as_str().map(str::to_owned))
+}
+
+/// Picks a platform custom resource that nothing depends on (the plan
+/// deletes it at once, Background) and makes a foreign cluster-scoped object
+/// of a type no fixed list covers (a PriorityClass) its dependent: deleting
+/// the owner Background would let the garbage collector delete it.
+async fn foreign_cluster_object_owned_by_a_platform_resource(
+    client: &Client,
+    kubeconfig: &Path,
+) -> (PriorityClass, serde_json::Value) {
+    let plan = kubesweep_as(&["plan", "-o", "json"], kubeconfig);
+    assert_eq!(plan.status.code(), Some(0), "{}", explain(&plan));
+    let plan: serde_json::Value = serde_json::from_slice(&plan.stdout).expect("plan JSON");
+    let owner = plan["phases"]
+        .as_array()
+        .expect("phases")
+        .iter()
+        .find(|p| p["id"] == "custom-resources")
+        .and_then(|p| p["actions"].as_array())
+        .and_then(|actions| {
+            actions.iter().find(|a| {
+                a["operation"]["propagation"] == "Background" && a["target"]["namespace"].is_null()
+            })
+        })
+        .map(|a| a["target"].clone())
+        .expect("a cluster-scoped platform resource nothing depends on");
+    let resource = &owner["resource"];
+    let api_version = format!(
+        "{}/{}",
+        resource["group"].as_str().expect("group"),
+        resource["version"].as_str().expect("version")
+    );
+    let class: PriorityClass = serde_json::from_value(json!({
+        "metadata": {"name": unique_name("owned-by-platform"),
+                     "ownerReferences": [{"apiVersion": api_version, "kind": resource["kind"],
+                                          "name": owner["name"], "uid": owner["uid"]}]},
+        "value": 12345,
+    }))
+    .expect("priority class");
+    let created = Api::<PriorityClass>::all(client.clone())
+        .create(&PostParams::default(), &class)
+        .await
+        .expect("create the PriorityClass");
+    (created, owner)
+}
+
 #[tokio::test]
 async fn cli_removes_the_footprint_touching_nothing_else_and_a_second_apply_is_a_no_op() {
     let _lock = cluster_lock();
@@ -50,6 +107,8 @@ async fn cli_removes_the_footprint_touching_nothing_else_and_a_second_apply_is_a
         .expect("snapshot before");
     let dir = tempfile::tempdir().expect("tempdir");
     let plan_file = dir.path().join("plan.json");
+    let (owned, owner) =
+        foreign_cluster_object_owned_by_a_platform_resource(&client, &kubeconfig).await;
 
     let plan = kubesweep_as(
         &["plan", "-o", plan_file.to_str().expect("utf-8")],
@@ -60,6 +119,11 @@ async fn cli_removes_the_footprint_touching_nothing_else_and_a_second_apply_is_a
         serde_json::from_str(&std::fs::read_to_string(&plan_file).expect("plan file"))
             .expect("plan JSON");
     assert_eq!(saved["schema_version"], 1);
+    assert_eq!(
+        propagation_in(&saved, &owner["uid"]),
+        Some("Orphan".to_owned()),
+        "an owner of a cluster-scoped object is orphaned"
+    );
 
     let apply = kubesweep_as(
         &["apply", plan_file.to_str().expect("utf-8"), "--yes"],
@@ -131,6 +195,20 @@ async fn cli_removes_the_footprint_touching_nothing_else_and_a_second_apply_is_a
 
     let verify = kubesweep_as(&["verify"], &kubeconfig);
     assert_eq!(verify.status.code(), Some(0), "{}", explain(&verify));
+
+    // The foreign PriorityClass lost only its owner reference (the garbage
+    // collector's part of an Orphan delete).
+    let classes: Api<PriorityClass> = Api::all(client.clone());
+    let after_owned = classes
+        .get(&owned.name_any())
+        .await
+        .expect("the foreign object owned by a platform resource survives");
+    assert_eq!(after_owned.uid(), owned.uid());
+    assert_eq!(after_owned.value, owned.value);
+    classes
+        .delete(&owned.name_any(), &DeleteParams::default())
+        .await
+        .expect("clean up the PriorityClass");
 
     let state_before_second = footprint_state(&client, &footprint).await;
     let again = kubesweep_as(&["apply", "--yes"], &kubeconfig);

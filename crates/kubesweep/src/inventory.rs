@@ -179,6 +179,12 @@ pub struct Inventory {
     /// When the list failed, a [`DiscoveryIssue::ListFailed`] for
     /// [`types::persistent_volume_claim`] says so.
     pub volume_claims: Vec<DynamicObject>,
+    /// Cluster-scoped objects of the types no other list covers (nodes,
+    /// PersistentVolumes, other software's cluster-scoped resources...) whose
+    /// owner references name a platform kind, metadata only. Not acted on
+    /// (so not in [`Inventory::objects`]): an owner they name is deleted with
+    /// Orphan propagation, so the garbage collector never deletes them.
+    pub owned_cluster_objects: Vec<ObservedList>,
     /// Helm releases: every release summarised, live objects of the ones the
     /// profile selects ([`crate::helm::select_releases`]).
     pub helm: crate::helm::HelmInventory,

@@ -196,14 +196,35 @@ pub async fn discover_with_catalog(
     // Kept objects: every namespaced type, all namespaces, metadata only
     // (labels, annotations, finalizers and owner references are all that a
     // metadata strip reads), keeping those that carry platform metadata.
+    // Cluster-scoped types the lists above do not cover are read too, for
+    // their owner references only: a platform custom resource that something
+    // depends on is deleted with Orphan propagation, the others need no
+    // garbage-collector work.
+    let listed_elsewhere = [
+        types::namespace(),
+        types::crd(),
+        types::validating_webhook(),
+        types::mutating_webhook(),
+        types::api_service(),
+        types::cluster_role(),
+        types::cluster_role_binding(),
+        types::csr(),
+    ];
     let scan: Vec<ResourceType> = catalog
         .resources
         .iter()
-        .filter(|r| r.resource.namespaced)
-        .filter(|r| r.verbs.iter().any(|v| v == "list") && r.verbs.iter().any(|v| v == "patch"))
+        .filter(|r| {
+            r.verbs.iter().any(|v| v == "list")
+                && (!r.resource.namespaced || r.verbs.iter().any(|v| v == "patch"))
+        })
         .filter(|r| !SKIP_SCAN.contains(&(r.resource.group.as_str(), r.resource.plural.as_str())))
         .filter(|r| {
             !platform_types.contains(&(r.resource.group.clone(), r.resource.plural.clone()))
+        })
+        .filter(|r| {
+            !listed_elsewhere
+                .iter()
+                .any(|t| t.group == r.resource.group && t.plural == r.resource.plural)
         })
         .map(|r| r.resource.clone())
         .collect();
@@ -217,7 +238,7 @@ pub async fn discover_with_catalog(
         .await;
     for (rt, result) in scanned {
         match result {
-            Ok(objects) => {
+            Ok(objects) if rt.namespaced => {
                 let objects: Vec<DynamicObject> = objects
                     .into_iter()
                     .filter(|o| {
@@ -227,6 +248,18 @@ pub async fn discover_with_catalog(
                     .collect();
                 if !objects.is_empty() {
                     inventory.kept_objects.push(ObservedList {
+                        resource: rt,
+                        objects,
+                    });
+                }
+            }
+            Ok(objects) => {
+                let objects: Vec<DynamicObject> = objects
+                    .into_iter()
+                    .filter(|o| profile.has_platform_owner(&o.metadata))
+                    .collect();
+                if !objects.is_empty() {
+                    inventory.owned_cluster_objects.push(ObservedList {
                         resource: rt,
                         objects,
                     });

@@ -142,7 +142,8 @@ pub enum PhaseId {
     /// Platform metadata removed from kept namespaces and user objects;
     /// before any owner (Workspace, Application) or CRD is deleted.
     KeptObjects,
-    /// Custom resources: platform finalizers stripped, deleted (Orphan).
+    /// Custom resources: platform finalizers stripped, deleted (Orphan when
+    /// something is seen to depend on them, else Background).
     CustomResources,
     /// Conversion webhooks of platform CRDs set to `None`.
     CrdConversion,

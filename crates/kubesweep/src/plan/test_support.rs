@@ -517,6 +517,7 @@ pub(crate) fn kubesphere_inventory() -> Inventory {
         controllers,
         kept_objects,
         volume_claims: vec![],
+        owned_cluster_objects: vec![],
         helm: Default::default(),
         issues: vec![DiscoveryIssue::ApiGroupUnavailable {
             group_version: "acme.io/v1".into(),

@@ -1011,3 +1011,96 @@ fn executor_leftovers_in_a_deleted_namespace_go_with_it() {
         assert!(actions_on(&p, kind, name).is_empty(), "{kind} {name}");
     }
 }
+
+fn propagation_of(plan: &Plan, kind: &str, name: &str) -> Option<Propagation> {
+    plan.actions()
+        .find(|(_, a)| a.target.resource.kind == kind && a.target.name == name)
+        .and_then(|(_, a)| match a.operation {
+            Operation::StripFinalizersThenDelete { propagation, .. }
+            | Operation::Delete { propagation } => Some(propagation),
+            _ => None,
+        })
+}
+
+#[test]
+fn custom_resources_something_depends_on_are_orphaned_the_rest_deleted_at_once() {
+    let p = full_plan();
+    // A user namespace names Workspace ws1 as owner; a binding names User admin.
+    assert_eq!(
+        propagation_of(&p, "Workspace", "ws1"),
+        Some(Propagation::Orphan)
+    );
+    assert_eq!(
+        propagation_of(&p, "User", "admin"),
+        Some(Propagation::Orphan)
+    );
+    let background = p
+        .phase(PhaseId::CustomResources)
+        .expect("phase")
+        .actions
+        .iter()
+        .filter(|a| {
+            matches!(
+                a.operation,
+                Operation::StripFinalizersThenDelete {
+                    propagation: Propagation::Background,
+                    ..
+                }
+            )
+        })
+        .count();
+    assert!(
+        background > 0,
+        "objects nothing depends on need no orphaning"
+    );
+
+    // A cluster-scoped object of another type (seen only for its owner
+    // references) makes its owner orphaned too.
+    let mut inv = kubesphere_inventory();
+    let Some(Propagation::Background) = propagation_of(&p, "InstallPlan", "whizard") else {
+        panic!("InstallPlan whizard has no dependent in the fixture");
+    };
+    let installplan_uid = p
+        .actions()
+        .find(|(_, a)| a.target.resource.kind == "InstallPlan" && a.target.name == "whizard")
+        .map(|(_, a)| a.target.uid.clone())
+        .expect("installplan");
+    inv.owned_cluster_objects = vec![ObservedList {
+        resource: rt("", "v1", "PersistentVolume", "persistentvolumes", false),
+        objects: vec![obj(
+            "v1",
+            "PersistentVolume",
+            None,
+            "pv-1",
+            json!({"metadata": {"ownerReferences": [{"apiVersion": "kubesphere.io/v1alpha1",
+                "kind": "InstallPlan", "name": "whizard", "uid": installplan_uid}]}}),
+        )],
+    }];
+    let p = plan(&ks(), &inv, &PlanOptions::default());
+    assert_eq!(
+        propagation_of(&p, "InstallPlan", "whizard"),
+        Some(Propagation::Orphan)
+    );
+
+    // A failed list: dependents cannot be ruled out, everything is orphaned.
+    let mut inv = kubesphere_inventory();
+    inv.issues.push(DiscoveryIssue::ListFailed {
+        resource: "widgets.example.com".into(),
+        namespace: None,
+        message: "forbidden".into(),
+    });
+    let p = plan(&ks(), &inv, &PlanOptions::default());
+    assert!(
+        p.phase(PhaseId::CustomResources)
+            .expect("phase")
+            .actions
+            .iter()
+            .all(|a| matches!(
+                a.operation,
+                Operation::StripFinalizersThenDelete {
+                    propagation: Propagation::Orphan,
+                    ..
+                }
+            ))
+    );
+}

@@ -186,10 +186,16 @@ impl Profile {
         !self.strippable_labels(meta, false).is_empty()
             || !self.strippable_annotations(meta, false).is_empty()
             || !self.platform_finalizers(meta).is_empty()
-            || meta.owner_references.iter().flatten().any(|o| {
-                self.is_platform_owner_group(&o.api_version)
-                    || self.is_shared_owner_kind(&o.api_version, &o.kind)
-            })
+            || self.has_platform_owner(meta)
+    }
+
+    /// Whether an owner reference names a platform kind (of a platform group,
+    /// or a shared kind the platform also creates).
+    pub fn has_platform_owner(&self, meta: &ObjectMeta) -> bool {
+        meta.owner_references.iter().flatten().any(|o| {
+            self.is_platform_owner_group(&o.api_version)
+                || self.is_shared_owner_kind(&o.api_version, &o.kind)
+        })
     }
 
     /// Whether discovery should keep an object that carries no platform
