@@ -101,7 +101,7 @@ pub(crate) fn documents_with_markers(stream: &str) -> Vec<(&str, &str)> {
     parts
 }
 
-fn source_comment(doc: &str) -> Option<String> {
+pub(crate) fn source_comment(doc: &str) -> Option<String> {
     doc.lines()
         .find_map(|l| l.trim().strip_prefix("# Source:"))
         .map(|s| s.trim().to_owned())
@@ -126,7 +126,7 @@ fn str_at<'a>(value: &'a Value, pointer: &str) -> Option<&'a str> {
 }
 
 /// Parses one document into a YAML value; `Ok(None)` for an empty document.
-fn parse_document(doc: &str) -> Result<Option<Value>, String> {
+pub(crate) fn parse_document(doc: &str) -> Result<Option<Value>, String> {
     if doc
         .lines()
         .all(|l| l.trim().is_empty() || l.trim_start().starts_with('#'))

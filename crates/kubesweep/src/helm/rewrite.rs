@@ -16,7 +16,7 @@ use base64::Engine;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use super::manifest::{documents_with_markers, parse_manifest};
+use super::manifest::{documents_with_markers, parse_document, parse_manifest, source_comment};
 use super::record::{HelmError, decode_release_bytes};
 
 /// An API group and kind, as a manifest document names them.
@@ -52,8 +52,8 @@ pub fn manifest_kinds(manifest: &str) -> BTreeSet<GroupKind> {
 
 /// The manifest without the documents whose object is of a kind in
 /// `remove`, and the `Kind name` of each dropped object. A `List` document
-/// is dropped only when all its items are of removed kinds (it is kept
-/// otherwise, and its removed items are not reported as dropped).
+/// that mixes removed and kept kinds is written again without the removed
+/// items (as JSON, which is YAML; the only document not kept verbatim).
 pub fn strip_kinds(manifest: &str, remove: &BTreeSet<GroupKind>) -> (String, Vec<String>) {
     let mut kept = String::with_capacity(manifest.len());
     let mut dropped = Vec::new();
@@ -69,14 +69,47 @@ pub fn strip_kinds(manifest: &str, remove: &BTreeSet<GroupKind>) -> (String, Vec
             })
             .map(|o| o.describe())
             .collect();
-        if !objects.is_empty() && removed.len() == objects.len() {
+        if removed.is_empty() {
+            kept.push_str(marker);
+            kept.push_str(doc);
+        } else if removed.len() == objects.len() {
+            dropped.extend(removed);
+        } else if let Some(list) = list_without(doc, remove) {
+            kept.push_str(marker);
+            if let Some(source) = source_comment(doc) {
+                kept.push_str(&format!("# Source: {source}\n"));
+            }
+            kept.push_str(&list);
+            kept.push('\n');
             dropped.extend(removed);
         } else {
+            // Not a List after all: nothing safe to cut out of it.
             kept.push_str(marker);
             kept.push_str(doc);
         }
     }
     (kept, dropped)
+}
+
+/// A `List` document without its items of removed kinds, as JSON.
+fn list_without(doc: &str, remove: &BTreeSet<GroupKind>) -> Option<String> {
+    let mut value = parse_document(doc).ok()??;
+    let items = value.get_mut("items")?.as_array_mut()?;
+    items.retain(|item| {
+        let api_version = item
+            .get("apiVersion")
+            .and_then(|v| v.as_str())
+            .unwrap_or_default();
+        let kind = item
+            .get("kind")
+            .and_then(|v| v.as_str())
+            .unwrap_or_default();
+        !remove.contains(&GroupKind {
+            group: crate::profile::api_version_group(api_version).to_owned(),
+            kind: kind.to_owned(),
+        })
+    });
+    serde_json::to_string(&value).ok()
 }
 
 /// A release record value rewritten: the new value of the record's `release`
@@ -183,11 +216,23 @@ metadata:
     }
 
     #[test]
-    fn a_list_with_a_kept_item_stays() {
-        let list = "---\napiVersion: v1\nkind: List\nitems:\n- {apiVersion: extensions.kubesphere.io/v1alpha1, kind: JSBundle, metadata: {name: a}}\n- {apiVersion: v1, kind: ConfigMap, metadata: {name: b}}\n";
+    fn a_list_loses_only_its_items_of_removed_kinds() {
+        let list = "---\n# Source: ext/templates/list.yaml\napiVersion: v1\nkind: List\nitems:\n- {apiVersion: extensions.kubesphere.io/v1alpha1, kind: JSBundle, metadata: {name: a}}\n- {apiVersion: v1, kind: ConfigMap, metadata: {name: b}}\n";
         let (kept, dropped) = strip_kinds(list, &jsbundle());
-        assert_eq!(kept, list);
-        assert!(dropped.is_empty());
+        assert_eq!(dropped, vec!["JSBundle a"]);
+        assert!(
+            kept.starts_with("---\n# Source: ext/templates/list.yaml\n"),
+            "{kept}"
+        );
+        let kinds: Vec<String> = manifest_kinds(&kept)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(kinds, ["ConfigMap"]);
+        // Idempotent: nothing more to drop.
+        let (again, none) = strip_kinds(&kept, &jsbundle());
+        assert_eq!(again, kept);
+        assert!(none.is_empty());
     }
 
     #[test]
