@@ -129,12 +129,7 @@ async fn cli_removes_the_footprint_touching_nothing_else_and_a_second_apply_is_a
         &["apply", plan_file.to_str().expect("utf-8"), "--yes"],
         &kubeconfig,
     );
-    assert_eq!(apply.status.code(), Some(0), "{}", explain(&apply));
-    assert!(
-        String::from_utf8_lossy(&apply.stdout).contains("verify: clean"),
-        "{}",
-        explain(&apply)
-    );
+    assert_applied_clean(&apply);
 
     // The garbage collector acts asynchronously on deleted owners (Workspaces,
     // Applications): give it time to do damage, if it could, before judging.

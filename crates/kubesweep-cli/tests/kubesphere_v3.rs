@@ -56,12 +56,7 @@ async fn cli_removes_the_3x_footprint_keeping_projects_and_shared_crds() {
         &["apply", plan_file.to_str().expect("utf-8"), "--yes"],
         &kubeconfig,
     );
-    assert_eq!(apply.status.code(), Some(0), "{}", explain(&apply));
-    assert!(
-        String::from_utf8_lossy(&apply.stdout).contains("verify: clean"),
-        "{}",
-        explain(&apply)
-    );
+    assert_applied_clean(&apply);
 
     // The garbage collector acts asynchronously on a deleted Workspace: give it
     // time to take the project namespace with it, if it could, before judging.

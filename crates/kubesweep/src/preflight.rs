@@ -430,17 +430,7 @@ mod tests {
                 )],
             },
         ];
-        let plan = Plan {
-            schema_version: PLAN_SCHEMA_VERSION,
-            cluster: ClusterIdentity::default(),
-            profile: "t".into(),
-            kubesweep_version: "t".into(),
-            options: PlanOptions::default(),
-            counts: PlanCounts::compute(&phases, &[]),
-            phases,
-            findings: vec![],
-            data_hazards: vec![],
-        };
+        let plan = plan_of(phases);
         let perms: Vec<String> = required_permissions(&plan)
             .iter()
             .map(ToString::to_string)

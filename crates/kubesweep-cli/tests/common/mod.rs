@@ -76,3 +76,13 @@ pub async fn reset(client: &Client, footprint: &Footprint) {
         .await
         .expect("teardown");
 }
+
+/// Asserts that an `apply` exited 0 and that its closing verification was clean.
+pub fn assert_applied_clean(apply: &Output) {
+    assert_eq!(apply.status.code(), Some(0), "{}", explain(apply));
+    assert!(
+        String::from_utf8_lossy(&apply.stdout).contains("verify: clean"),
+        "{}",
+        explain(apply)
+    );
+}

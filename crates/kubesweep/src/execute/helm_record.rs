@@ -8,15 +8,13 @@
 use std::collections::BTreeSet;
 
 use base64::Engine;
-use kube::api::{Api, DynamicObject, Patch, PatchParams};
+use kube::api::{Api, DynamicObject};
 use serde_json::{Value, json};
 
-use super::ops::{Ctx, MAX_PATCH_ROUNDS, get_opt, stale};
+use super::ops::{Ctx, MAX_PATCH_ROUNDS, Patched, read_bound, send_json_patch};
 use super::report::Outcome;
-use crate::discover::error_message;
 use crate::helm::{GroupKind, rewrite_release};
 use crate::resource::ObjectRef;
-use crate::retry;
 
 /// Rewrites the record `target` so its manifest names none of `remove_kinds`.
 pub(super) async fn rewrite_record(
@@ -27,19 +25,14 @@ pub(super) async fn rewrite_record(
 ) -> Outcome {
     let remove: BTreeSet<GroupKind> = remove_kinds.iter().cloned().collect();
     let secret = target.resource.kind == "Secret";
-    for _ in 0..MAX_PATCH_ROUNDS {
-        let object = match get_opt(ctx, api, target).await {
-            Ok(None) => return Outcome::AlreadyGone,
-            Ok(Some(object)) => object,
-            Err(err) => {
-                return Outcome::Failed {
-                    message: error_message(&err),
-                };
-            }
-        };
-        if let Some(outcome) = stale(&object, target) {
-            return outcome;
+    for round in 0..MAX_PATCH_ROUNDS {
+        if round > 0 {
+            tokio::time::sleep(ctx.retry.backoff(round - 1)).await;
         }
+        let object = match read_bound(ctx, api, target).await {
+            Ok(object) => object,
+            Err(outcome) => return outcome,
+        };
         let (new_value, dropped) = match rewritten_value(&object, secret, &remove) {
             Ok(Some(rewritten)) => rewritten,
             Ok(None) => {
@@ -50,38 +43,21 @@ pub(super) async fn rewrite_record(
             Err(message) => return Outcome::Failed { message },
         };
         let resource_version = object.metadata.resource_version.clone().unwrap_or_default();
-        let patch: Patch<()> = match serde_json::from_value(json!([
-            {"op": "test", "path": "/metadata/uid", "value": target.uid},
-            {"op": "test", "path": "/metadata/resourceVersion", "value": resource_version},
-            {"op": "replace", "path": "/data/release", "value": new_value},
-        ])) {
-            Ok(p) => Patch::Json(p),
-            Err(err) => {
-                return Outcome::Failed {
-                    message: format!("internal: bad patch: {err}"),
-                };
-            }
-        };
-        let what = format!("rewrite {target}");
-        let params = PatchParams::default();
-        match retry::with_retry(ctx.retry, &what, || {
-            api.patch(&target.name, &params, &patch)
-        })
-        .await
-        {
-            Ok(_) => {
+        let ops = vec![
+            json!({"op": "test", "path": "/metadata/uid", "value": target.uid}),
+            json!({"op": "test", "path": "/metadata/resourceVersion", "value": resource_version}),
+            json!({"op": "replace", "path": "/data/release", "value": new_value}),
+        ];
+        match send_json_patch(ctx, api, target, ops).await {
+            Patched::Applied => {
                 return Outcome::Done {
                     detail: Some(format!("dropped {}", dropped.join(", "))),
                 };
             }
-            Err(err) if retry::is_not_found(&err) => return Outcome::AlreadyGone,
-            // A failed `test` (the record changed since it was read): read again.
-            Err(err) if matches!(retry::status_code(&err), Some(409 | 422)) => continue,
-            Err(err) => {
-                return Outcome::Failed {
-                    message: error_message(&err),
-                };
-            }
+            Patched::Gone => return Outcome::AlreadyGone,
+            // A concurrent writer (a `helm upgrade`): read again.
+            Patched::Changed(_) => continue,
+            Patched::Failed(message) => return Outcome::Failed { message },
         }
     }
     Outcome::Failed {

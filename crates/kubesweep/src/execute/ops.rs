@@ -116,6 +116,25 @@ pub(crate) async fn get_opt(
     retry::with_retry(ctx.retry, &what, || api.get_opt(&target.name)).await
 }
 
+/// Reads the target bound to its planned UID: `Err` with the outcome to
+/// report when it is gone, unreadable, or its name now holds another object.
+pub(crate) async fn read_bound(
+    ctx: &Ctx<'_>,
+    api: &Api<DynamicObject>,
+    target: &ObjectRef,
+) -> Result<DynamicObject, Outcome> {
+    match get_opt(ctx, api, target).await {
+        Ok(None) => Err(Outcome::AlreadyGone),
+        Ok(Some(object)) => match stale(&object, target) {
+            Some(outcome) => Err(outcome),
+            None => Ok(object),
+        },
+        Err(err) => Err(Outcome::Failed {
+            message: error_message(&err),
+        }),
+    }
+}
+
 /// Compares the live object's UID with the planned one.
 pub(crate) fn stale(object: &DynamicObject, target: &ObjectRef) -> Option<Outcome> {
     let found = object.metadata.uid.clone().unwrap_or_default();
@@ -177,54 +196,68 @@ pub(crate) async fn strip_metadata(
         if round > 0 {
             tokio::time::sleep(ctx.retry.backoff(round - 1)).await;
         }
-        let object = match get_opt(ctx, api, target).await {
-            Ok(None) => return Outcome::AlreadyGone,
-            Ok(Some(object)) => object,
-            Err(err) => {
-                return Outcome::Failed {
-                    message: error_message(&err),
-                };
-            }
+        let object = match read_bound(ctx, api, target).await {
+            Ok(object) => object,
+            Err(outcome) => return outcome,
         };
-        if let Some(outcome) = stale(&object, target) {
-            return outcome;
-        }
         let Some(ops) = removal_patch(&object, removal) else {
             return Outcome::Done {
                 detail: Some("nothing left to remove".into()),
             };
         };
-        let patch: Patch<()> = match serde_json::from_value(Value::Array(ops)) {
-            Ok(patch) => Patch::Json(patch),
-            Err(err) => {
-                return Outcome::Failed {
-                    message: format!("internal: bad patch: {err}"),
-                };
+        match send_json_patch(ctx, api, target, ops).await {
+            Patched::Applied => return Outcome::Done { detail: None },
+            Patched::Gone => return Outcome::AlreadyGone,
+            Patched::Changed(error) => {
+                tracing::debug!(%target, round, %error, "object changed since read; recomputing the patch");
+                last_error = error;
             }
-        };
-        let what = format!("patch {target}");
-        let params = PatchParams::default();
-        match retry::with_retry(ctx.retry, &what, || {
-            api.patch(&target.name, &params, &patch)
-        })
-        .await
-        {
-            Ok(_) => return Outcome::Done { detail: None },
-            Err(err) if retry::is_not_found(&err) => return Outcome::AlreadyGone,
-            // 409: write conflict; 422: a `test` failed (resourceVersion moved).
-            Err(err) if matches!(retry::status_code(&err), Some(409 | 422)) => {
-                tracing::debug!(%target, round, error = %err, "object changed since read; recomputing the patch");
-                last_error = error_message(&err);
-            }
-            Err(err) => {
-                return Outcome::Failed {
-                    message: error_message(&err),
-                };
-            }
+            Patched::Failed(message) => return Outcome::Failed { message },
         }
     }
     Outcome::Failed {
         message: format!("object kept changing; last error: {last_error}"),
+    }
+}
+
+/// How one guarded JSON patch ended.
+pub(crate) enum Patched {
+    /// The server applied it.
+    Applied,
+    /// The object is gone.
+    Gone,
+    /// The object changed since it was read (409, or a `test` failed: 422):
+    /// read it again and recompute the patch.
+    Changed(String),
+    /// Any other failure, with its message.
+    Failed(String),
+}
+
+/// Sends the JSON patch `ops` (whose `test`s bind it to what was read) to
+/// `target`, retrying transient errors.
+pub(crate) async fn send_json_patch(
+    ctx: &Ctx<'_>,
+    api: &Api<DynamicObject>,
+    target: &ObjectRef,
+    ops: Vec<Value>,
+) -> Patched {
+    let patch: Patch<()> = match serde_json::from_value(Value::Array(ops)) {
+        Ok(patch) => Patch::Json(patch),
+        Err(err) => return Patched::Failed(format!("internal: bad patch: {err}")),
+    };
+    let what = format!("patch {target}");
+    let params = PatchParams::default();
+    match retry::with_retry(ctx.retry, &what, || {
+        api.patch(&target.name, &params, &patch)
+    })
+    .await
+    {
+        Ok(_) => Patched::Applied,
+        Err(err) if retry::is_not_found(&err) => Patched::Gone,
+        Err(err) if matches!(retry::status_code(&err), Some(409 | 422)) => {
+            Patched::Changed(error_message(&err))
+        }
+        Err(err) => Patched::Failed(error_message(&err)),
     }
 }
 

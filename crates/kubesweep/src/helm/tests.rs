@@ -411,26 +411,28 @@ fn keep_extensions_keeps_the_release_and_rewrites_records_naming_removed_kinds()
         false,
     );
     let widget_rt = rt("demo.kubesphere.io", "v1alpha1", "Widget", "widgets", true);
-    let jsbundle = obj(
+    // What the extension's templates render: labelled with its name.
+    let labelled = |api: &str, kind: &str, ns: Option<&str>, name: &str| {
+        obj(
+            api,
+            kind,
+            ns,
+            name,
+            json!({"metadata": {"labels": {"kubesphere.io/extension-ref": "demo"}}}),
+        )
+    };
+    let jsbundle = labelled(
         "extensions.kubesphere.io/v1alpha1",
         "JSBundle",
         None,
         "demo-ui",
-        json!({"metadata": {"labels": {"kubesphere.io/extension-ref": "demo"}}}),
     );
-    let config = obj(
-        "v1",
-        "ConfigMap",
-        Some(NS),
-        "demo-config",
-        json!({"metadata": {"labels": {"kubesphere.io/extension-ref": "demo"}}}),
-    );
-    let role = obj(
+    let config = labelled("v1", "ConfigMap", Some(NS), "demo-config");
+    let role = labelled(
         "rbac.authorization.k8s.io/v1",
         "ClusterRole",
         None,
         "demo-reader",
-        json!({"metadata": {"labels": {"kubesphere.io/extension-ref": "demo"}}}),
     );
     let widget = obj(
         "demo.kubesphere.io/v1alpha1",
