@@ -22,7 +22,6 @@ use k8s_openapi::api::scheduling::v1::PriorityClass;
 use kube::api::{Api, DeleteParams, PostParams};
 use kube::{Client, ResourceExt};
 use kubesweep_fixtures::harness::{cluster_lock, kubeconfig_path, shared_client, unique_name};
-use kubesweep_fixtures::verdict::violations;
 use kubesweep_fixtures::{Footprint, Role, snapshot};
 use serde_json::json;
 
@@ -150,13 +149,7 @@ async fn cli_removes_the_footprint_touching_nothing_else_and_a_second_apply_is_a
             );
         }
     }
-    let after = snapshot(&client, &footprint).await.expect("snapshot after");
-    let bad = violations(&footprint, &before, &after);
-    assert!(
-        bad.is_empty(),
-        "the cleanup changed what it must not:\n{}",
-        bad.join("\n")
-    );
+    assert_verdict_clean(&client, &footprint, &before).await;
     // The verdict allows the removal of KubeSphere keys; prove they are really gone.
     let namespaces: Api<Namespace> = Api::all(client.clone());
     for name in footprint
@@ -164,28 +157,7 @@ async fn cli_removes_the_footprint_touching_nothing_else_and_a_second_apply_is_a
         .into_iter()
         .chain(footprint.user_namespaces())
     {
-        let ns = namespaces.get(name).await.expect("kept namespace exists");
-        assert!(
-            ns.metadata.deletion_timestamp.is_none(),
-            "{name} is being deleted"
-        );
-        let keys = ns
-            .labels()
-            .keys()
-            .chain(ns.annotations().keys())
-            .chain(ns.finalizers());
-        for key in keys {
-            assert!(
-                !kubesweep_fixtures::verdict::is_platform_key(key),
-                "{name} still carries {key}"
-            );
-        }
-        assert!(
-            ns.owner_references()
-                .iter()
-                .all(|r| !r.api_version.contains("kubesphere.io")),
-            "{name} still has a KubeSphere owner"
-        );
+        assert_namespace_kept_clean(&namespaces, name).await;
     }
 
     let verify = kubesweep_as(&["verify"], &kubeconfig);

@@ -19,7 +19,7 @@ use kubesweep_fixtures::harness::{cluster_lock, shared_client};
 use kubesweep_fixtures::kubesphere_v4::{
     EXECUTOR_JOB, EXTENSION, EXTENSION_CLAIM, EXTENSION_NAMESPACE,
 };
-use kubesweep_fixtures::verdict::{is_platform_key, violations};
+use kubesweep_fixtures::verdict::is_platform_key;
 use kubesweep_fixtures::{Footprint, Role, snapshot};
 
 /// The shared CRD the built-in profile keeps unless `--include-shared-crds`.
@@ -138,13 +138,7 @@ async fn keep_data_keeps_the_extension_namespace_with_its_claim_and_removes_the_
             "executor leftover {key} is still there"
         );
     }
-    let after = snapshot(&client, &footprint).await.expect("snapshot after");
-    let bad = violations(&footprint, &before, &after);
-    assert!(
-        bad.is_empty(),
-        "the cleanup changed what it must not:\n{}",
-        bad.join("\n")
-    );
+    assert_verdict_clean(&client, &footprint, &before).await;
 
     let verify = kubesweep(&["verify", "--keep-data"]);
     assert_eq!(verify.status.code(), Some(0), "{}", explain(&verify));

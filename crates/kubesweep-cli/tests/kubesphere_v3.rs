@@ -14,11 +14,10 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Namespace;
+use kube::Client;
 use kube::api::Api;
-use kube::{Client, ResourceExt};
 use kubesweep_fixtures::harness::{cluster_lock, kubeconfig_path, shared_client};
 use kubesweep_fixtures::kubesphere_v3::{PROJECT, SHARED_CRD};
-use kubesweep_fixtures::verdict::{is_platform_key, violations};
 use kubesweep_fixtures::{Footprint, Profile, Role, SeedOptions, seed, snapshot, teardown};
 
 fn options() -> SeedOptions {
@@ -72,13 +71,7 @@ async fn cli_removes_the_3x_footprint_keeping_projects_and_shared_crds() {
         .collect();
     assert!(left.is_empty(), "platform objects still there: {left:?}");
 
-    let after = snapshot(&client, &footprint).await.expect("snapshot after");
-    let bad = violations(&footprint, &before, &after);
-    assert!(
-        bad.is_empty(),
-        "the cleanup changed what it must not:\n{}",
-        bad.join("\n")
-    );
+    assert_verdict_clean(&client, &footprint, &before).await;
 
     // The verdict also holds the shared CRD and its foreign instance
     // byte-identical (role Foreign); say so plainly should that ever break.
@@ -102,25 +95,7 @@ async fn cli_removes_the_3x_footprint_keeping_projects_and_shared_crds() {
         .collect();
     assert!(kept.contains(&PROJECT));
     for name in kept {
-        let ns = namespaces.get(name).await.expect("kept namespace exists");
-        assert!(
-            ns.metadata.deletion_timestamp.is_none(),
-            "{name} is being deleted"
-        );
-        let keys = ns
-            .labels()
-            .keys()
-            .chain(ns.annotations().keys())
-            .chain(ns.finalizers());
-        for key in keys {
-            assert!(!is_platform_key(key), "{name} still carries {key}");
-        }
-        assert!(
-            ns.owner_references()
-                .iter()
-                .all(|r| !r.api_version.contains("kubesphere.io")),
-            "{name} still has a KubeSphere owner"
-        );
+        assert_namespace_kept_clean(&namespaces, name).await;
     }
 
     teardown(&client, &footprint, &options())

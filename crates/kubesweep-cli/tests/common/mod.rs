@@ -86,3 +86,53 @@ pub fn assert_applied_clean(apply: &Output) {
         explain(apply)
     );
 }
+
+/// Asserts the safety verdict: compared with `before`, kept objects lost only
+/// KubeSphere keys and foreign objects are byte-identical.
+pub async fn assert_verdict_clean(
+    client: &Client,
+    footprint: &Footprint,
+    before: &kubesweep_fixtures::Snapshot,
+) {
+    let after = kubesweep_fixtures::snapshot(client, footprint)
+        .await
+        .expect("snapshot after");
+    let bad = kubesweep_fixtures::verdict::violations(footprint, before, &after);
+    assert!(
+        bad.is_empty(),
+        "the cleanup changed what it must not:\n{}",
+        bad.join("\n")
+    );
+}
+
+/// Asserts that namespace `name` exists, is not being deleted, and carries
+/// no KubeSphere label, annotation, finalizer or owner any more (the verdict
+/// allows their removal; this proves they are really gone).
+pub async fn assert_namespace_kept_clean(
+    namespaces: &kube::Api<k8s_openapi::api::core::v1::Namespace>,
+    name: &str,
+) {
+    use kube::ResourceExt;
+    let ns = namespaces.get(name).await.expect("kept namespace exists");
+    assert!(
+        ns.metadata.deletion_timestamp.is_none(),
+        "{name} is being deleted"
+    );
+    let keys = ns
+        .labels()
+        .keys()
+        .chain(ns.annotations().keys())
+        .chain(ns.finalizers());
+    for key in keys {
+        assert!(
+            !kubesweep_fixtures::verdict::is_platform_key(key),
+            "{name} still carries {key}"
+        );
+    }
+    assert!(
+        ns.owner_references()
+            .iter()
+            .all(|r| !r.api_version.contains("kubesphere.io")),
+        "{name} still has a KubeSphere owner"
+    );
+}
