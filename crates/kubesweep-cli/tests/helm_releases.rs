@@ -276,6 +276,20 @@ where
     panic!("{name} still present after 60 s");
 }
 
+/// Asserts that none of `names` exists.
+async fn assert_absent<K>(api: &Api<K>, names: &[&str])
+where
+    K: kube::Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned,
+{
+    for name in names {
+        let found = api
+            .get_opt(name)
+            .await
+            .unwrap_or_else(|e| panic!("get {name}: {e}"));
+        assert!(found.is_none(), "{name} left");
+    }
+}
+
 /// A clean start: no KubeSphere or decoy release, no foreign CRD.
 async fn reset(client: &Client, home: &Path) {
     let out = kubesweep(&[
@@ -388,25 +402,23 @@ async fn assert_clean(client: &Client, home: &Path, decoy: &(String, String)) {
     );
 
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    for gone in [
-        "installplans.kubesphere.io",
-        "jsbundles.extensions.kubesphere.io",
-        "widgets.demo.kubesphere.io",
-    ] {
-        assert!(
-            crds.get_opt(gone).await.expect("get crd").is_none(),
-            "{gone} left"
-        );
-    }
+    assert_absent(
+        &crds,
+        &[
+            "installplans.kubesphere.io",
+            "jsbundles.extensions.kubesphere.io",
+            "widgets.demo.kubesphere.io",
+        ],
+    )
+    .await;
     let foreign = crds.get(FOREIGN_CRD).await.expect("foreign CRD kept");
     assert_eq!(foreign.uid().as_deref(), Some(decoy.1.as_str()));
     let roles: Api<ClusterRole> = Api::all(client.clone());
-    for gone in ["demo-reader", "demo-agent-reader", "ks-core-extra-reader"] {
-        assert!(
-            roles.get_opt(gone).await.expect("get role").is_none(),
-            "{gone} left"
-        );
-    }
+    assert_absent(
+        &roles,
+        &["demo-reader", "demo-agent-reader", "ks-core-extra-reader"],
+    )
+    .await;
     assert!(
         roles
             .get_opt("helm-decoy-reader")
@@ -415,12 +427,7 @@ async fn assert_clean(client: &Client, home: &Path, decoy: &(String, String)) {
             .is_some()
     );
     let namespaces: Api<Namespace> = Api::all(client.clone());
-    for gone in [EXT_NS, "kubesphere-system"] {
-        assert!(
-            namespaces.get_opt(gone).await.expect("get ns").is_none(),
-            "{gone} left"
-        );
-    }
+    assert_absent(&namespaces, &[EXT_NS, "kubesphere-system"]).await;
     let decoy_cm: Api<ConfigMap> = Api::namespaced(client.clone(), DECOY_NS);
     let cm = decoy_cm.get("decoy-config").await.expect("decoy cm kept");
     assert_eq!(cm.uid().as_deref(), Some(decoy.0.as_str()));
@@ -582,22 +589,15 @@ async fn keep_extensions_leaves_working_helm_releases_without_kubesphere_kinds()
     );
     assert_eq!(kept_after, kept_before);
     // ...while KubeSphere's CRDs and namespace are gone.
-    for gone in [
-        "installplans.kubesphere.io",
-        "jsbundles.extensions.kubesphere.io",
-    ] {
-        assert!(
-            crds.get_opt(gone).await.expect("get").is_none(),
-            "{gone} left"
-        );
-    }
-    assert!(
-        namespaces
-            .get_opt("kubesphere-system")
-            .await
-            .expect("get")
-            .is_none()
-    );
+    assert_absent(
+        &crds,
+        &[
+            "installplans.kubesphere.io",
+            "jsbundles.extensions.kubesphere.io",
+        ],
+    )
+    .await;
+    assert_absent(&namespaces, &["kubesphere-system"]).await;
     let verify = kubesweep(&["verify", "--keep-extensions"]);
     assert_eq!(
         verify.status.code(),
@@ -623,21 +623,9 @@ async fn keep_extensions_leaves_working_helm_releases_without_kubesphere_kinds()
         helm_ok(&["uninstall", release, "-n", EXT_NS, "--wait"], home);
     }
     assert_eq!(helm_releases(home), vec![format!("{DECOY_NS}/decoy")]);
-    assert!(deployments.get_opt(EXT).await.expect("get").is_none());
-    assert!(
-        configs
-            .get_opt(&format!("{EXT}-config"))
-            .await
-            .expect("get")
-            .is_none()
-    );
-    assert!(
-        roles
-            .get_opt(&format!("{EXT}-reader"))
-            .await
-            .expect("get")
-            .is_none()
-    );
+    assert_absent(&deployments, &[EXT]).await;
+    assert_absent(&configs, &[&format!("{EXT}-config")]).await;
+    assert_absent(&roles, &[&format!("{EXT}-reader")]).await;
 
     // What helm leaves by design (the namespace, chart CRDs) is not for the next test.
     delete_if_present(&namespaces, EXT_NS).await;

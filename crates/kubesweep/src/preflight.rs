@@ -20,7 +20,7 @@ use serde_json::json;
 use tokio::time::Instant;
 
 use crate::discover::error_message;
-use crate::plan::{Operation, PhaseId, Plan, Propagation};
+use crate::plan::{Operation, PhaseId, Plan};
 use crate::profile::Profile;
 use crate::retry::{self, RetryPolicy};
 
@@ -273,19 +273,7 @@ pub fn stopped_by_plan(
         .phase(PhaseId::HelmWorkloads)
         .into_iter()
         .flat_map(|p| &p.actions)
-        .filter(|a| {
-            a.target.resource.group == "apps"
-                && a.target.resource.kind == "Deployment"
-                && matches!(
-                    a.operation,
-                    Operation::Delete {
-                        propagation: Propagation::Foreground
-                    } | Operation::StripFinalizersThenDelete {
-                        propagation: Propagation::Foreground,
-                        ..
-                    }
-                )
-        })
+        .filter(|a| a.stops_a_workload())
         .map(|a| a.target.uid.as_str())
         .collect();
     running
@@ -380,7 +368,7 @@ pub async fn stop_controllers(
 mod tests {
     use super::*;
     use crate::inventory::{ClusterIdentity, types};
-    use crate::plan::{Action, PLAN_SCHEMA_VERSION, Phase, PlanCounts, PlanOptions};
+    use crate::plan::{Action, PLAN_SCHEMA_VERSION, Phase, PlanCounts, PlanOptions, Propagation};
     use crate::resource::ObjectRef;
 
     fn action(resource: crate::resource::ResourceType, ns: Option<&str>, op: Operation) -> Action {

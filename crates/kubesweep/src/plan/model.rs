@@ -239,6 +239,27 @@ pub struct Action {
     pub destroys_data: bool,
 }
 
+impl Action {
+    /// Whether the action deletes a Deployment in the foreground: once the
+    /// executor's wait for it is over, its pods are gone. In
+    /// [`PhaseId::HelmWorkloads`] this is how the plan stops a platform
+    /// controller before anything else changes.
+    pub fn stops_a_workload(&self) -> bool {
+        let deployment =
+            self.target.resource.group == "apps" && self.target.resource.kind == "Deployment";
+        let foreground = matches!(
+            self.operation,
+            Operation::Delete {
+                propagation: Propagation::Foreground
+            } | Operation::StripFinalizersThenDelete {
+                propagation: Propagation::Foreground,
+                ..
+            }
+        );
+        deployment && foreground
+    }
+}
+
 /// `propagationPolicy` of a delete.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Propagation {

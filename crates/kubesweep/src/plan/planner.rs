@@ -108,9 +108,8 @@ impl<'a> Planner<'a> {
         self.cluster_leftovers();
         self.executor_leftovers();
         self.namespaces();
-        // Last: they need to know every CRD the plan deletes.
-        self.spare_kept_release_objects();
-        self.rewrite_kept_release_records();
+        // Last: it needs to know every CRD the plan deletes.
+        self.keep_extension_releases();
     }
 
     fn finish(self) -> Plan {

@@ -257,7 +257,8 @@ pub(super) fn leave_to_other_phases(phases: &mut BTreeMap<PhaseId, Vec<Action>>)
 }
 
 /// Marks the running-controller findings whose Deployment the plan deletes
-/// in its first phase: those controllers stop as part of the plan.
+/// in its first phase, in the foreground (the rule preflight applies too):
+/// those controllers stop as part of the plan.
 pub(super) fn mark_controllers_stopped_by_plan(
     phases: &BTreeMap<PhaseId, Vec<Action>>,
     findings: &mut [Finding],
@@ -266,7 +267,7 @@ pub(super) fn mark_controllers_stopped_by_plan(
         .get(&PhaseId::HelmWorkloads)
         .into_iter()
         .flatten()
-        .filter(|a| a.operation.deletes() && is_deployment(&a.target.resource))
+        .filter(|a| a.stops_a_workload())
         .map(|a| {
             (
                 a.target.namespace.clone().unwrap_or_default(),
@@ -285,8 +286,4 @@ pub(super) fn mark_controllers_stopped_by_plan(
             *stopped_by_plan = deleted_first.contains(&(namespace.clone(), name.clone()));
         }
     }
-}
-
-fn is_deployment(resource: &ResourceType) -> bool {
-    resource.group == "apps" && resource.kind == "Deployment"
 }

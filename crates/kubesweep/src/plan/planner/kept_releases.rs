@@ -110,13 +110,20 @@ impl Planner<'_> {
             .collect()
     }
 
-    /// Drops every action on a kept release's object, unless its kind is
-    /// removed (then it goes with its CRD, as it must).
-    pub(super) fn spare_kept_release_objects(&mut self) {
-        if self.kept.objects.is_empty() {
+    /// The kept releases' part of the plan, once every other phase is
+    /// planned (it needs the CRDs the plan deletes).
+    pub(super) fn keep_extension_releases(&mut self) {
+        if self.kept.releases.is_empty() {
             return;
         }
         let removed = self.removed_kinds();
+        self.spare_kept_release_objects(&removed);
+        self.rewrite_kept_release_records(&removed);
+    }
+
+    /// Drops every action on a kept release's object, unless its kind is
+    /// removed (then it goes with its CRD, as it must).
+    fn spare_kept_release_objects(&mut self, removed: &BTreeSet<GroupKind>) {
         let kept = &self.kept;
         for actions in self.phases.values_mut() {
             actions.retain(|a| {
@@ -132,11 +139,7 @@ impl Planner<'_> {
     /// Plans the rewrite of each record of a kept release whose manifest
     /// names a kind the plan removes, or a platform kind that is no longer
     /// served (a rewrite an earlier run could not finish).
-    pub(super) fn rewrite_kept_release_records(&mut self) {
-        if self.kept.releases.is_empty() {
-            return;
-        }
-        let removed = self.removed_kinds();
+    fn rewrite_kept_release_records(&mut self, removed: &BTreeSet<GroupKind>) {
         let served: HashSet<(&str, &str)> = self
             .inventory
             .resource_types
