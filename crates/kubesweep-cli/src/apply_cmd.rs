@@ -7,6 +7,7 @@
 use std::io::{BufRead, IsTerminal, Write};
 
 use crate::args::{ApplyFlags, ClusterArgs, LogFormat, PlanFlags, ProfileArgs};
+use crate::audit::Audit;
 use crate::exit::{CliError, Exit};
 use crate::{backup_cmd, plan_cmd, progress, session, verify_cmd};
 use kubesweep::cluster::Cluster;
@@ -74,8 +75,8 @@ pub async fn run(
     confirm(&cluster, &plan, flags)?;
     // Nothing is mutated before the backup is written and verified, not even
     // the controllers' replica counts.
-    backup_cmd::before_apply(&cluster, &plan, &inventory, &flags.backup).await?;
-    stop_controllers(&cluster, &running, flags).await?;
+    let backup = backup_cmd::before_apply(&cluster, &plan, &inventory, &flags.backup).await?;
+    let plan = still_confirmed(&cluster, &profile, &plan, &options).await?;
 
     let execute_options = ExecuteOptions {
         max_in_flight: usize::from(flags.max_in_flight),
@@ -85,17 +86,27 @@ pub async fn run(
     };
     let bars;
     let lines = progress::Lines;
-    let progress: &dyn Progress =
-        if std::io::stderr().is_terminal() && log_format == LogFormat::Text {
-            bars = progress::Bars::new();
-            &bars
-        } else {
-            &lines
-        };
-    let report = kubesweep::execute::execute(&cluster.client, &plan, &execute_options, progress)
+    let display: &dyn Progress = if std::io::stderr().is_terminal() && log_format == LogFormat::Text
+    {
+        bars = progress::Bars::new();
+        &bars
+    } else {
+        &lines
+    };
+    // The audit record goes next to the backup (or where it would have gone).
+    let audit_dir = backup
+        .as_ref()
+        .and_then(|b| b.path.parent().map(std::path::Path::to_path_buf))
+        .unwrap_or_else(|| flags.backup.backup_dir.clone());
+    let audit = Audit::create(&audit_dir, &plan, display)?;
+    eprintln!("audit record: {}", audit.path().display());
+    stop_controllers(&cluster, &running, flags, &audit).await?;
+    let report = kubesweep::execute::execute(&cluster.client, &plan, &execute_options, &audit)
         .await
         .map_err(|e| CliError::new(Exit::StalePlan, session::chain(&e)))?;
+    audit.finish()?;
     print_report(&report);
+    eprintln!("audit record of every write: {}", audit.path().display());
     finish_with_verify(&cluster, &profile, &options, Some(&report)).await
 }
 
@@ -169,11 +180,37 @@ fn controller_names(running: &[RunningController]) -> Vec<String> {
         .collect()
 }
 
+/// Discovers and plans again, after the confirmation and the backup and
+/// right before the first change, and returns what may run: the fresh plan,
+/// when it does nothing the confirmed one did not (exit 6 otherwise). A
+/// prompt may wait for hours, a saved plan for days: in between a user may
+/// have made a project in a Workspace that had none, or edited the file.
+async fn still_confirmed(
+    cluster: &Cluster,
+    profile: &Profile,
+    confirmed: &Plan,
+    options: &kubesweep::plan::PlanOptions,
+) -> Result<Plan, CliError> {
+    let inventory = kubesweep::discover::discover(&cluster.client, profile, &cluster.identity)
+        .await
+        .map_err(|e| CliError::new(Exit::Cluster, session::chain(&e)))?;
+    let fresh = kubesweep::plan::plan(profile, &inventory, options);
+    let (run, dropped) = kubesweep::plan::reconcile(confirmed, &fresh)
+        .map_err(|e| CliError::new(Exit::StalePlan, e.to_string()))?;
+    if dropped > 0 {
+        eprintln!(
+            "{dropped} confirmed action(s) left out: their objects are gone, or no longer proven the platform's"
+        );
+    }
+    Ok(run)
+}
+
 /// Scales the running controllers to zero (`--stop-controllers`) and waits for their pods.
 async fn stop_controllers(
     cluster: &Cluster,
     running: &[RunningController],
     flags: &ApplyFlags,
+    audit: &Audit<'_>,
 ) -> Result<(), CliError> {
     if running.is_empty() {
         return Ok(());
@@ -184,6 +221,19 @@ async fn stop_controllers(
     );
     let timeout = std::time::Duration::from_secs(flags.wait_timeout_secs);
     let report = kubesweep::preflight::stop_controllers(&cluster.client, running, timeout).await;
+    for c in running {
+        audit.record(serde_json::json!({
+            "phase": "stop-controllers",
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "namespace": c.namespace,
+            "name": c.name,
+            "uid": c.uid,
+            "operation": {"type": "scaleToZero", "replicasBefore": c.replicas},
+            "reason": "platform controller running outside a release the plan removes (--stop-controllers)",
+            "result": if report.not_stopped.iter().any(|(n, _)| n.contains(&c.name)) { "failed" } else { "done" },
+        }));
+    }
     if report.all_stopped() {
         Ok(())
     } else {

@@ -255,6 +255,10 @@ pub enum Command {
         /// Replace objects that exist with the archived version.
         #[arg(long)]
         overwrite: bool,
+        /// Restore a backup taken on another cluster (refused without it,
+        /// with or without --overwrite).
+        #[arg(long)]
+        to_other_cluster: bool,
         /// age identity file, for an encrypted archive.
         #[arg(long, value_name = "FILE")]
         identity: Option<PathBuf>,

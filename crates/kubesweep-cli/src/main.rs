@@ -3,6 +3,7 @@
 
 mod apply_cmd;
 mod args;
+mod audit;
 mod backup_cmd;
 mod exit;
 mod plan_cmd;
@@ -126,7 +127,15 @@ async fn run(cli: args::Cli) -> Result<Exit, CliError> {
             cluster,
             dry_run,
             overwrite,
+            to_other_cluster,
             identity,
-        } => restore_cmd::run(&archive, &cluster, dry_run, overwrite, identity.as_deref()).await,
+        } => {
+            let options = restore_cmd::Options {
+                dry_run,
+                overwrite,
+                to_other_cluster,
+            };
+            restore_cmd::run(&archive, &cluster, &options, identity.as_deref()).await
+        }
     }
 }

@@ -70,9 +70,24 @@ pub fn print_plan(plan: &Plan, output: Format, details: bool) -> Result<(), CliE
     Ok(())
 }
 
+/// The field of a plan file that holds the digest of the rest.
+const DIGEST_FIELD: &str = "digest";
+
+/// The plan as JSON, with its digest (`sha256:<hex>` of the canonical JSON of
+/// everything else) as a top-level field: `apply` refuses a file whose
+/// content no longer matches it.
 fn to_json(plan: &Plan) -> Result<String, CliError> {
-    serde_json::to_string_pretty(plan)
-        .map_err(|e| CliError::new(Exit::Internal, format!("failed to serialise the plan: {e}")))
+    let internal = |e: serde_json::Error| {
+        CliError::new(Exit::Internal, format!("failed to serialise the plan: {e}"))
+    };
+    let mut value = serde_json::to_value(plan).map_err(internal)?;
+    if let Some(map) = value.as_object_mut() {
+        map.insert(
+            DIGEST_FIELD.into(),
+            serde_json::Value::String(format!("sha256:{}", plan.digest())),
+        );
+    }
+    serde_json::to_string_pretty(&value).map_err(internal)
 }
 
 /// Writes the plan as JSON: to a temporary file next to the target, then
@@ -98,7 +113,7 @@ pub fn load_plan(path: &Path) -> Result<Plan, CliError> {
             format!("failed to read plan {}: {e}", path.display()),
         )
     })?;
-    let plan: Plan = serde_json::from_str(&text).map_err(|e| {
+    let invalid = |e: serde_json::Error| {
         CliError::new(
             Exit::BadInput,
             format!(
@@ -108,7 +123,13 @@ pub fn load_plan(path: &Path) -> Result<Plan, CliError> {
                 e.column()
             ),
         )
-    })?;
+    };
+    let mut value: serde_json::Value = serde_json::from_str(&text).map_err(invalid)?;
+    let recorded = value
+        .as_object_mut()
+        .and_then(|m| m.remove(DIGEST_FIELD))
+        .and_then(|d| d.as_str().map(str::to_owned));
+    let plan: Plan = serde_json::from_value(value).map_err(invalid)?;
     if plan.schema_version != kubesweep::plan::PLAN_SCHEMA_VERSION {
         return Err(CliError::new(
             Exit::BadInput,
@@ -120,5 +141,25 @@ pub fn load_plan(path: &Path) -> Result<Plan, CliError> {
             ),
         ));
     }
-    Ok(plan)
+    // A plan runs only as it was reviewed: any edit (an added delete, a
+    // changed propagation, another cluster's UID) breaks the digest.
+    let actual = format!("sha256:{}", plan.digest());
+    match recorded {
+        Some(recorded) if recorded == actual => Ok(plan),
+        Some(recorded) => Err(CliError::new(
+            Exit::BadInput,
+            format!(
+                "plan {} was changed after it was made (its digest is {recorded}, its content hashes to {actual}); \
+                 make a new plan instead of editing one",
+                path.display()
+            ),
+        )),
+        None => Err(CliError::new(
+            Exit::BadInput,
+            format!(
+                "plan {} has no digest: save plans with `kubesweep plan -o FILE` (or `-o json`)",
+                path.display()
+            ),
+        )),
+    }
 }

@@ -10,12 +10,21 @@ use crate::exit::{CliError, Exit};
 use crate::session;
 use kubesweep::backup::{Outcome, RestoreOptions, RestoreReport};
 
+/// The flags of `restore`.
+pub struct Options {
+    /// Report only.
+    pub dry_run: bool,
+    /// Replace live objects with the archived ones.
+    pub overwrite: bool,
+    /// Allow a backup of another cluster.
+    pub to_other_cluster: bool,
+}
+
 /// Runs `restore`.
 pub async fn run(
     archive_path: &Path,
     cluster_args: &ClusterArgs,
-    dry_run: bool,
-    overwrite: bool,
+    flags: &Options,
     identity: Option<&Path>,
 ) -> Result<Exit, CliError> {
     // The whole archive is verified before any connection, let alone a write.
@@ -23,14 +32,30 @@ pub async fn run(
     let cluster = session::connect(cluster_args).await?;
     let from = &archive.metadata.cluster;
     if from.kube_system_uid != cluster.identity.kube_system_uid {
+        // A backup lands on the wrong cluster by a wrong context more often
+        // than on purpose, and --overwrite would replace live objects there.
+        if !flags.to_other_cluster {
+            return Err(CliError::new(
+                Exit::StalePlan,
+                format!(
+                    "the backup was taken on another cluster ({}, kube-system {}), not on {} (kube-system {}); \
+                     nothing was changed. Pass --to-other-cluster to restore it here",
+                    from.server,
+                    from.kube_system_uid,
+                    cluster.identity.server,
+                    cluster.identity.kube_system_uid
+                ),
+            ));
+        }
         eprintln!(
-            "note: the backup was taken on another cluster ({}, kube-system {}); restoring to {}",
+            "note: the backup was taken on another cluster ({}, kube-system {}); restoring to {} (--to-other-cluster)",
             from.server, from.kube_system_uid, cluster.identity.server
         );
     }
+    let dry_run = flags.dry_run;
     let options = RestoreOptions {
         dry_run,
-        overwrite,
+        overwrite: flags.overwrite,
         ..RestoreOptions::default()
     };
     let report = kubesweep::backup::restore(&cluster.client, &archive, &options)

@@ -191,13 +191,36 @@ async fn cli_removes_the_footprint_touching_nothing_else_and_a_second_apply_is_a
         "a second apply on a clean cluster must change nothing"
     );
 
-    // The shared CRD goes only on request, and only because no foreign object uses it.
+    // The shared CRD goes only on request, and only when no foreign object
+    // uses it: the user's Application (stamped `kubesphere.io/creator` by
+    // the console, no proof of the platform's) keeps it.
+    let shared_crd_key = format!("CustomResourceDefinition.apiextensions.k8s.io {SHARED_CRD}");
     let shared = kubesweep_as(&["apply", "--yes", "--include-shared-crds"], &kubeconfig);
     assert_eq!(shared.status.code(), Some(0), "{}", explain(&shared));
     let state = footprint_state(&client, &footprint).await;
+    let user_app = footprint
+        .with_role(Role::User)
+        .find(|o| o.key.kind == "Application")
+        .expect("the user's Application is seeded");
     assert!(
-        state[&format!("CustomResourceDefinition.apiextensions.k8s.io {SHARED_CRD}")].is_none()
+        state[&shared_crd_key].is_some(),
+        "a user's Application uses it"
     );
+    assert!(state[&user_app.key.to_string()].is_some());
+    // Once the user has removed it, nothing foreign uses the CRD.
+    let gvk = kube::core::GroupVersionKind::gvk("app.k8s.io", "v1beta1", "Application");
+    let apps: Api<kube::api::DynamicObject> = Api::namespaced_with(
+        client.clone(),
+        user_app.key.namespace.as_deref().expect("namespaced"),
+        &kube::core::ApiResource::from_gvk_with_plural(&gvk, "applications"),
+    );
+    apps.delete(&user_app.key.name, &DeleteParams::default())
+        .await
+        .expect("the user removes the Application");
+    let shared = kubesweep_as(&["apply", "--yes", "--include-shared-crds"], &kubeconfig);
+    assert_eq!(shared.status.code(), Some(0), "{}", explain(&shared));
+    let state = footprint_state(&client, &footprint).await;
+    assert!(state[&shared_crd_key].is_none());
     reset(&client, &footprint).await;
 }
 
@@ -218,10 +241,11 @@ async fn a_plan_for_another_cluster_or_a_stale_plan_is_refused_before_any_change
         serde_json::from_str(&std::fs::read_to_string(&plan_file).expect("plan"))
             .expect("plan JSON");
 
-    // Another cluster: same objects, different kube-system UID.
+    // Another cluster: same objects, different kube-system UID (re-signed, as
+    // a plan made there would be).
     saved["cluster"]["kube_system_uid"] = json!("00000000-0000-0000-0000-000000000000");
     let foreign_plan = dir.path().join("other-cluster.json");
-    std::fs::write(&foreign_plan, saved.to_string()).expect("write plan");
+    std::fs::write(&foreign_plan, signed(saved.clone())).expect("write plan");
     let state = footprint_state(&client, &footprint).await;
     let refused = kubesweep_as(
         &["apply", foreign_plan.to_str().expect("utf-8"), "--yes"],
@@ -285,6 +309,164 @@ async fn a_plan_for_another_cluster_or_a_stale_plan_is_refused_before_any_change
         recreated.metadata.uid
     );
     reset(&client, &footprint).await;
+}
+
+/// A plan file's JSON with its digest recomputed for its content, as
+/// `kubesweep plan -o` writes it: what someone who edits a plan and knows
+/// the format could produce.
+fn signed(mut plan: serde_json::Value) -> String {
+    if let Some(map) = plan.as_object_mut() {
+        map.remove("digest");
+    }
+    let typed: kubesweep::plan::Plan = serde_json::from_value(plan.clone()).expect("a plan");
+    plan["digest"] = json!(format!("sha256:{}", typed.digest()));
+    plan.to_string()
+}
+
+/// The first action in phase `phase` on an object of `kind` whose operation
+/// has `propagation`.
+fn action_in<'a>(
+    plan: &'a serde_json::Value,
+    phase: &str,
+    kind: &str,
+    propagation: &str,
+) -> Option<&'a serde_json::Value> {
+    plan["phases"]
+        .as_array()?
+        .iter()
+        .find(|p| p["id"] == phase)?["actions"]
+        .as_array()?
+        .iter()
+        .find(|a| {
+            a["target"]["resource"]["kind"] == kind && a["operation"]["propagation"] == propagation
+        })
+}
+
+/// A saved plan never does more than the profile proves at the time it runs:
+/// an edited file is refused by its digest; a plan that has become too weak
+/// (a Workspace it deletes in the Background gained a project since) is
+/// refused after a fresh discovery; and an edit that got past the digest
+/// (re-signed) adds nothing, because only what the fresh plan proves runs.
+#[tokio::test]
+async fn an_edited_or_outdated_plan_never_does_more_than_the_profile_proves_now() {
+    let _lock = cluster_lock();
+    let client = shared_client().await;
+    let kubeconfig = test_kubeconfig();
+    let footprint = seeded(&client).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let plan_file = dir.path().join("plan.json");
+    let plan = kubesweep_as(&["plan", "-o", utf8(&plan_file)], &kubeconfig);
+    assert_eq!(plan.status.code(), Some(0), "{}", explain(&plan));
+    let saved: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&plan_file).expect("plan")).expect("JSON");
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let user_ns = footprint.user_namespaces()[0].to_owned();
+    let user_ns_before = namespaces.get(&user_ns).await.expect("user namespace");
+    // An action that deletes the user's project namespace.
+    let mut edited = saved.clone();
+    let delete_user_ns = json!({
+        "target": {"resource": {"group": "", "version": "v1", "kind": "Namespace", "plural": "namespaces", "namespaced": false},
+                   "name": user_ns, "uid": user_ns_before.uid(), "resource_version": user_ns_before.resource_version()},
+        "operation": {"type": "delete", "propagation": "Background"},
+        "reason": "edited in", "destroys_data": true});
+    edited["phases"]
+        .as_array_mut()
+        .expect("phases")
+        .iter_mut()
+        .find(|p| p["id"] == "namespaces")
+        .expect("namespaces phase")["actions"]
+        .as_array_mut()
+        .expect("actions")
+        .push(delete_user_ns);
+
+    // (a) Edited, digest left as it was: refused before connecting.
+    let state = footprint_state(&client, &footprint).await;
+    let edited_file = dir.path().join("edited.json");
+    std::fs::write(&edited_file, edited.to_string()).expect("write");
+    let out = kubesweep_as(&["apply", utf8(&edited_file), "--yes"], &kubeconfig);
+    assert_eq!(out.status.code(), Some(5), "{}", explain(&out));
+    assert!(
+        stderr(&out).contains("changed after it was made"),
+        "{}",
+        explain(&out)
+    );
+    assert_eq!(state, footprint_state(&client, &footprint).await);
+
+    // (b) Since planning, a Workspace deleted in the Background gained a project.
+    let workspace = action_in(&saved, "custom-resources", "Workspace", "Background")
+        .or_else(|| {
+            action_in(
+                &saved,
+                "custom-resources",
+                "WorkspaceTemplate",
+                "Background",
+            )
+        })
+        .map(|a| a["target"].clone())
+        .expect("a workspace nothing depends on yet");
+    let late_name = unique_name("late-project");
+    let late: Namespace = serde_json::from_value(json!({
+        "metadata": {"name": late_name, "ownerReferences": [{
+            "apiVersion": format!("{}/{}", workspace["resource"]["group"].as_str().expect("group"),
+                                  workspace["resource"]["version"].as_str().expect("version")),
+            "kind": workspace["resource"]["kind"], "name": workspace["name"], "uid": workspace["uid"]}]}
+    }))
+    .expect("namespace");
+    let late = namespaces
+        .create(&PostParams::default(), &late)
+        .await
+        .expect("create the late project");
+    let state = footprint_state(&client, &footprint).await;
+    let out = kubesweep_as(&["apply", utf8(&plan_file), "--yes"], &kubeconfig);
+    assert_eq!(out.status.code(), Some(6), "{}", explain(&out));
+    assert!(
+        stderr(&out).contains("never confirmed"),
+        "{}",
+        explain(&out)
+    );
+    assert_eq!(state, footprint_state(&client, &footprint).await);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        namespaces
+            .get(&late_name)
+            .await
+            .expect("late project kept")
+            .uid(),
+        late.uid()
+    );
+    // The user moves the project out of the Workspace again. (Deleting it
+    // would not do: the footprint's dead APIService blocks every namespace
+    // deletion until the plan removes it.)
+    namespaces
+        .patch(
+            &late_name,
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(json!({"metadata": {"ownerReferences": null}})),
+        )
+        .await
+        .expect("release the late project");
+
+    // (c) The same edit, re-signed: it runs, but deletes only what the
+    // profile proves now, so the user's namespace survives.
+    let before = snapshot(&client, &footprint).await.expect("snapshot");
+    let resigned = dir.path().join("resigned.json");
+    std::fs::write(&resigned, signed(edited)).expect("write");
+    let out = kubesweep_as(&["apply", utf8(&resigned), "--yes"], &kubeconfig);
+    assert_applied_clean(&out);
+    assert!(stderr(&out).contains("left out"), "{}", explain(&out));
+    assert_eq!(
+        namespaces
+            .get(&user_ns)
+            .await
+            .expect("user namespace kept")
+            .uid(),
+        user_ns_before.uid()
+    );
+    assert_verdict_clean(&client, &footprint, &before).await;
+    reset(&client, &footprint).await;
+    let _ = namespaces
+        .delete(&late_name, &DeleteParams::default())
+        .await;
 }
 
 /// A kubeconfig for a ServiceAccount that may only read.

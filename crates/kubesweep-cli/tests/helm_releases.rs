@@ -484,8 +484,28 @@ async fn kubesweep_alone_uninstalls_ks_core_and_its_extensions() {
     let plan = kubesweep(&["plan", "-o", "json"]);
     assert!(plan.status.success(), "plan: {}", explain(&plan));
     let plan: serde_json::Value = serde_json::from_slice(&plan.stdout).expect("plan json");
-    let first = &plan["phases"][1];
-    assert_eq!(first["id"], "helm-workloads", "{first}");
+    let first = plan["phases"]
+        .as_array()
+        .expect("phases")
+        .iter()
+        .find(|p| p["id"] == "helm-workloads")
+        .expect("a helm-workloads phase");
+    let earlier: Vec<&serde_json::Value> = plan["phases"]
+        .as_array()
+        .expect("phases")
+        .iter()
+        .take_while(|p| p["id"] != "helm-workloads")
+        .collect();
+    // Only webhooks and APIServices go before the controllers stop.
+    for phase in earlier {
+        assert!(
+            matches!(
+                phase["id"].as_str(),
+                Some("preflight" | "validating-webhooks" | "mutating-webhooks" | "api-services")
+            ),
+            "{phase}"
+        );
+    }
     let controller = first["actions"]
         .as_array()
         .expect("actions")
@@ -504,6 +524,83 @@ async fn kubesweep_alone_uninstalls_ks_core_and_its_extensions() {
         "{}",
         explain(&out)
     );
+    assert_clean(&client, dir.path(), &decoy).await;
+}
+
+/// A platform controller that does not go away within the wait budget (here
+/// held by a foreign finalizer) stops the run after the Helm workloads
+/// phase: nothing of the phases that strip finalizers or delete custom
+/// resources and CRDs may run while the controller may still be alive. Once
+/// it is gone, a re-run finishes the job.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_controller_still_present_after_the_wait_stops_the_run_before_finalizers() {
+    use k8s_openapi::api::apps::v1::Deployment;
+    use kube::api::{Patch, PatchParams};
+    const HOLD: &str = "example.com/hold";
+    let _lock = cluster_lock();
+    let client = shared_client().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    charts(dir.path());
+    reset(&client, dir.path()).await;
+    let decoy = install(&client, dir.path(), dir.path()).await;
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), "kubesphere-system");
+    deployments
+        .patch(
+            "ks-controller-manager",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"finalizers": [HOLD]}})),
+        )
+        .await
+        .expect("hold the controller");
+    let gvk = GroupVersionKind::gvk("kubesphere.io", "v1alpha1", "InstallPlan");
+    let plans: Api<DynamicObject> = Api::all_with(
+        client.clone(),
+        &ApiResource::from_gvk_with_plural(&gvk, "installplans"),
+    );
+    let plan_before = plans.get(EXT).await.expect("installplan");
+
+    let out = kubesweep(&["apply", "--yes", "--wait-timeout", "4"]);
+    assert_eq!(out.status.code(), Some(1), "apply: {}", explain(&out));
+    assert!(
+        stderr(&out).contains("stopped after helm release workloads"),
+        "{}",
+        explain(&out)
+    );
+    // The controller is still there (terminating), and nothing after its
+    // phase ran: the InstallPlan is unchanged, finalizer and all.
+    let held = deployments
+        .get("ks-controller-manager")
+        .await
+        .expect("still held");
+    assert!(held.metadata.deletion_timestamp.is_some());
+    let plan_after = plans.get(EXT).await.expect("installplan untouched");
+    assert_eq!(plan_after.uid(), plan_before.uid());
+    assert_eq!(
+        plan_after.resource_version(),
+        plan_before.resource_version()
+    );
+    assert_eq!(
+        plan_after.finalizers(),
+        &["kubesphere.io/installplan-protection".to_string()]
+    );
+
+    // Release the controller; a re-run converges.
+    let rest: Vec<String> = held
+        .finalizers()
+        .iter()
+        .filter(|f| *f != HOLD)
+        .cloned()
+        .collect();
+    deployments
+        .patch(
+            "ks-controller-manager",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"finalizers": rest}})),
+        )
+        .await
+        .expect("release the controller");
+    let out = kubesweep(&["apply", "--yes"]);
+    assert_eq!(out.status.code(), Some(0), "re-run: {}", explain(&out));
     assert_clean(&client, dir.path(), &decoy).await;
 }
 

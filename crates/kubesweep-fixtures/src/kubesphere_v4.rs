@@ -541,12 +541,15 @@ fn project(
     }
     let mut deploy_meta = Meta::new().label("app", "demo");
     if showcase {
-        // KubeSphere's Application (app.k8s.io) adds blocking ownerReferences to user workloads.
+        // An Application (app.k8s.io) the user composed in the console: it adds
+        // blocking ownerReferences to the user's workloads, and the console
+        // stamps `kubesphere.io/creator` on it as on everything a user makes.
+        // That annotation is no proof of the platform's ownership: it stays.
         let app = p.cr(
             crd("app.k8s.io", "applications"),
             Some(ns),
             "demo-app",
-            Role::Platform,
+            Role::User,
             Meta::new()
                 .label("app.kubernetes.io/name", "demo-app")
                 .annotation("kubesphere.io/creator", "admin"),

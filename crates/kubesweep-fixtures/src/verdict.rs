@@ -25,11 +25,12 @@ pub fn is_platform_key(key: &str) -> bool {
 }
 
 /// Whether an ownerReference points at a KubeSphere object (a KubeSphere
-/// group, or the app.k8s.io Application KubeSphere adds to workloads).
+/// group). Not an app.k8s.io Application: one a user composed in the console
+/// is the user's, and so is its reference to the user's workloads.
 fn is_platform_owner(reference: &Value) -> bool {
     let api_version = reference["apiVersion"].as_str().unwrap_or_default();
     let group = api_version.rsplit_once('/').map_or("", |(g, _)| g);
-    is_platform_key(group) || (group == "app.k8s.io" && reference["kind"] == "Application")
+    is_platform_key(group)
 }
 
 /// `before` minus the entries a cleanup may remove equals `after`.

@@ -262,9 +262,9 @@ pub async fn running_controllers(
 }
 
 /// Splits running controllers into those the plan stops itself (it deletes
-/// their Deployment, same UID, in the foreground in its first phase: a live
-/// platform is uninstalled controllers first) and those that must be scaled
-/// down before the plan runs. Pure.
+/// their Deployment, same UID, in the foreground in the Helm workloads phase,
+/// before any finalizer, custom resource or CRD is touched) and those that
+/// must be scaled down before the plan runs. Pure.
 pub fn stopped_by_plan(
     plan: &Plan,
     running: Vec<RunningController>,

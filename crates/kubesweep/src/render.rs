@@ -192,7 +192,7 @@ mod tests {
             "{text}"
         );
         assert!(
-            text.contains("5.  validating webhooks                        3\n"),
+            text.contains("2.  validating webhooks                        3\n"),
             "{text}"
         );
         assert!(

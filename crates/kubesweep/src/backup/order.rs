@@ -196,6 +196,17 @@ const SERVER_SET_METADATA: &[&str] = &[
 /// Custom resource types (`group`, `kind`) whose CRD in the archive declares
 /// no status subresource: for them `status` is ordinary data the server keeps.
 pub fn kinds_with_plain_status(archive: &Archive) -> HashSet<(String, String)> {
+    crd_kinds(archive, false)
+}
+
+/// Custom resource types (`group`, `kind`) whose CRD in the archive declares
+/// a status subresource: the server drops `status` on create, so restore
+/// writes it back through `/status` afterwards.
+pub fn kinds_with_status_subresource(archive: &Archive) -> HashSet<(String, String)> {
+    crd_kinds(archive, true)
+}
+
+fn crd_kinds(archive: &Archive, with_status_subresource: bool) -> HashSet<(String, String)> {
     archive
         .objects
         .iter()
@@ -204,13 +215,15 @@ pub fn kinds_with_plain_status(archive: &Archive) -> HashSet<(String, String)> {
                 && o.entry.kind == "CustomResourceDefinition"
         })
         .filter(|o| {
-            !o.object
+            let declared = o
+                .object
                 .pointer("/spec/versions")
                 .and_then(Value::as_array)
                 .is_some_and(|vs| {
                     vs.iter()
                         .any(|v| v.pointer("/subresources/status").is_some())
-                })
+                });
+            declared == with_status_subresource
         })
         .filter_map(|o| {
             let group = o.object.pointer("/spec/group")?.as_str()?;

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use kube::Client;
-use kube::api::{DynamicObject, Patch, PatchParams, PostParams};
+use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
 use serde_json::Value;
 
 use super::archive::{Archive, StoredObject};
@@ -156,6 +156,7 @@ pub async fn restore(
     let start = Instant::now();
     let mut catalog = discover_api(client).await?;
     let plain_status = order::kinds_with_plain_status(archive);
+    let status_subresource = order::kinds_with_status_subresource(archive);
     let mut new_uids: HashMap<String, String> = HashMap::new();
     let mut items = Vec::new();
     let concurrency = options.concurrency.max(1);
@@ -172,6 +173,7 @@ pub async fn restore(
             catalog: &catalog,
             new_uids: &new_uids,
             plain_status: &plain_status,
+            status_subresource: &status_subresource,
         };
         let results: Vec<(ItemReport, Option<(String, String)>)> =
             futures::stream::iter(wave.objects.iter().map(|&i| &archive.objects[i]))
@@ -209,6 +211,7 @@ struct Ctx<'a> {
     catalog: &'a ApiCatalog,
     new_uids: &'a HashMap<String, String>,
     plain_status: &'a HashSet<(String, String)>,
+    status_subresource: &'a HashSet<(String, String)>,
 }
 
 impl Ctx<'_> {
@@ -374,7 +377,7 @@ impl Ctx<'_> {
             .await;
             match created {
                 Ok(created) => {
-                    report.outcome = Outcome::Created;
+                    report.outcome = self.write_status_back(stored, &api).await;
                     return created.metadata.uid;
                 }
                 Err(e) if retry::is_not_found(&e) && Instant::now() < deadline => {
@@ -392,6 +395,35 @@ impl Ctx<'_> {
                     return None;
                 }
             }
+        }
+    }
+
+    /// The archived `status` of a custom resource whose type has a status
+    /// subresource, written back after the create (which ignores it): a
+    /// restored object says what it said when it was backed up (an
+    /// InstallPlan's state, a Cluster's conditions).
+    async fn write_status_back(&self, stored: &StoredObject, api: &Api<DynamicObject>) -> Outcome {
+        let entry = &stored.entry;
+        let has_subresource = self
+            .status_subresource
+            .contains(&(entry.resource.group.clone(), entry.kind.clone()));
+        let Some(status) = stored.object.get("status").filter(|_| has_subresource) else {
+            return Outcome::Created;
+        };
+        let patch = Patch::Merge(serde_json::json!({ "status": status }));
+        let params = PatchParams::default();
+        match retry::with_retry(&RetryPolicy::standard(), "write status", || {
+            api.patch_status(&entry.name, &params, &patch)
+        })
+        .await
+        {
+            Ok(_) => Outcome::Created,
+            Err(e) => Outcome::Failed {
+                message: format!(
+                    "created, but its status could not be written back: {}",
+                    error_message(&e)
+                ),
+            },
         }
     }
 

@@ -118,14 +118,10 @@ pub async fn execute(
             report.counts.add(&action.outcome);
         }
         let failed = phase_report.actions.iter().any(|a| a.outcome.is_failure());
+        let stop = stop_reason(phase.id, &phase_report, failed, options.keep_going);
         progress.phase_finished(&phase_report);
         report.phases.push(phase_report);
-        if failed && (phase.id == PhaseId::KeptObjects || !options.keep_going) {
-            let reason = if phase.id == PhaseId::KeptObjects {
-                "platform metadata could not be removed from kept objects; deleting their owners now could let the garbage collector delete user data".to_string()
-            } else {
-                "actions failed; later phases depend on this one (use keep-going to run them anyway)".to_string()
-            };
+        if let Some(reason) = stop {
             tracing::error!(phase = %phase.id, reason, "stopping");
             report.stopped = Some(Stopped {
                 after: phase.id,
@@ -136,6 +132,35 @@ pub async fn execute(
     }
     report.duration_ms = millis(started.elapsed());
     Ok(report)
+}
+
+/// Why the run must not go on after `phase`, if it must not. Failures in
+/// [`PhaseId::KeptObjects`] always stop it; other failures unless
+/// `keep_going`. So does a wait in [`PhaseId::HelmWorkloads`] that ran out:
+/// the platform's controllers may still run, and would re-add the
+/// finalizers and objects the next phases remove.
+fn stop_reason(
+    phase: PhaseId,
+    report: &PhaseReport,
+    failed: bool,
+    keep_going: bool,
+) -> Option<String> {
+    if failed && phase == PhaseId::KeptObjects {
+        return Some("platform metadata could not be removed from kept objects; deleting their owners now could let the garbage collector delete user data".into());
+    }
+    if keep_going {
+        return None;
+    }
+    if failed {
+        return Some(
+            "actions failed; later phases depend on this one (use --keep-going to run them anyway)"
+                .into(),
+        );
+    }
+    let timed_out = report.wait.as_ref().is_some_and(|w| w.timed_out);
+    (timed_out && phase == PhaseId::HelmWorkloads).then(|| {
+        "the platform's workloads were not gone within the wait budget: its controllers may still run and undo the next phases (raise --wait-timeout, or use --keep-going to run them anyway)".into()
+    })
 }
 
 async fn run_phase(

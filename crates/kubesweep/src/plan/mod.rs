@@ -3,9 +3,11 @@
 
 mod model;
 mod planner;
+mod reconcile;
 
 pub use model::*;
 pub use planner::plan;
+pub use reconcile::{PlanDrift, Unconfirmed, reconcile};
 
 #[cfg(test)]
 pub(crate) mod test_support;

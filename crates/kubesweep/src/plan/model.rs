@@ -126,27 +126,33 @@ impl Default for PlanOptions {
 pub enum PhaseId {
     /// Facts only, never actions.
     Preflight,
+    /// Platform ValidatingWebhookConfigurations, before the services they
+    /// call go: a `Fail` webhook without a backend rejects every request it
+    /// matches, cluster-wide.
+    ValidatingWebhooks,
+    /// Platform MutatingWebhookConfigurations (same reason).
+    MutatingWebhooks,
+    /// Aggregated APIServices backed by services being removed, before those
+    /// services go: a dead APIService breaks discovery for every client and
+    /// blocks every namespace deletion.
+    ApiServices,
     /// Workloads (and their Services) of the platform's Helm releases: the
-    /// platform's controllers stop before anything else changes.
+    /// platform's controllers stop before any finalizer or CRD is touched.
     HelmWorkloads,
     /// The rest of the selected Helm releases' manifests (Background).
     HelmReleases,
     /// The release records of the selected Helm releases.
     HelmRecords,
-    /// Platform ValidatingWebhookConfigurations.
-    ValidatingWebhooks,
-    /// Platform MutatingWebhookConfigurations.
-    MutatingWebhooks,
-    /// Aggregated APIServices backed by services being removed.
-    ApiServices,
     /// Platform metadata removed from kept namespaces and user objects;
     /// before any owner (Workspace, Application) or CRD is deleted.
     KeptObjects,
+    /// Conversion webhooks of platform CRDs set to `None`, before their
+    /// instances are touched: with a dead conversion webhook they can be
+    /// neither listed nor patched.
+    CrdConversion,
     /// Custom resources: platform finalizers stripped, deleted (Orphan when
     /// something is seen to depend on them, else Background).
     CustomResources,
-    /// Conversion webhooks of platform CRDs set to `None`.
-    CrdConversion,
     /// Platform CRDs deleted.
     Crds,
     /// RBAC, CSRs and hook leftovers.
@@ -161,15 +167,15 @@ impl PhaseId {
     /// Every phase, in execution order.
     pub const ALL: [PhaseId; 14] = [
         PhaseId::Preflight,
-        PhaseId::HelmWorkloads,
-        PhaseId::HelmReleases,
-        PhaseId::HelmRecords,
         PhaseId::ValidatingWebhooks,
         PhaseId::MutatingWebhooks,
         PhaseId::ApiServices,
+        PhaseId::HelmWorkloads,
+        PhaseId::HelmReleases,
+        PhaseId::HelmRecords,
         PhaseId::KeptObjects,
-        PhaseId::CustomResources,
         PhaseId::CrdConversion,
+        PhaseId::CustomResources,
         PhaseId::Crds,
         PhaseId::ClusterLeftovers,
         PhaseId::Namespaces,
@@ -373,8 +379,8 @@ pub enum Finding {
         replicas: i64,
         /// `status.readyReplicas`.
         ready_replicas: i64,
-        /// The plan itself deletes the Deployment, in its first phase and in
-        /// the foreground (so its pods are gone before the next phase): the
+        /// The plan itself deletes the Deployment, in the Helm workloads phase
+        /// and in the foreground (so its pods are gone before the next phase): the
         /// controller needs no scaling down first.
         #[serde(default)]
         stopped_by_plan: bool,

@@ -89,7 +89,7 @@ impl<'a> Planner<'a> {
             platform_shared_uids: HashSet::new(),
             releases: crate::helm::select_releases(profile, inventory),
             kept: kept_releases::KeptReleases::default(),
-            owners: observed_owners(inventory),
+            owners: None,
         }
     }
 
@@ -102,6 +102,9 @@ impl<'a> Planner<'a> {
         self.helm_releases();
         self.webhooks();
         self.api_services();
+        // After the APIServices: an unavailable group the plan removes anyway
+        // does not hide dependents of the platform's resources.
+        self.owners = observed_owners(self.inventory, &self.removed_api_services());
         self.kept_namespaces();
         self.kept_objects();
         self.custom_resources();
@@ -612,11 +615,16 @@ impl<'a> Planner<'a> {
                     self.custom_resource(rt, instance, reason);
                 }
             }
+            let listed = crd.instances_listed && crd.resource.is_some();
             let remove_crd = match role {
-                CrdRole::Owned => Some(format!(
+                CrdRole::Owned if listed => Some(format!(
                     "CRD in the platform group {} (after its instances)",
                     crd.group()
                 )),
+                CrdRole::Owned => {
+                    self.unlisted_platform_crd(crd, &crd_target);
+                    None
+                }
                 CrdRole::Shared(rule) => self.shared_crd_decision(crd, rule, foreign),
             };
             if let Some(reason) = remove_crd {
@@ -637,6 +645,33 @@ impl<'a> Planner<'a> {
                 );
             }
         }
+    }
+
+    /// A platform CRD whose instances could not all be listed is kept: its
+    /// deletion would make the API server delete instances nobody has seen
+    /// (not backed up, finalizers not stripped), and one instance held by a
+    /// finalizer would leave it Terminating for good. A dead conversion
+    /// webhook is the usual cause, so it is neutralised all the same: the
+    /// next run can then list the instances and finish.
+    fn unlisted_platform_crd(&mut self, crd: &CrdInventory, crd_target: &ObjectRef) {
+        let mut reason =
+            "its instances could not be listed, so they could be neither backed up nor freed of finalizers"
+                .to_owned();
+        if crd.has_conversion_webhook() {
+            self.push(
+                PhaseId::CrdConversion,
+                crd_target.clone(),
+                Operation::DisableConversionWebhook,
+                "its conversion webhook blocks listing its instances".into(),
+            );
+            reason.push_str(
+                "; its conversion webhook is disabled by this run: run kubesweep again to remove them and the CRD",
+            );
+        }
+        self.findings.push(Finding::Skipped {
+            subject: format!("platform CRD {}", crd.name()),
+            reason,
+        });
     }
 
     fn custom_resource(&mut self, rt: &ResourceType, instance: &DynamicObject, reason: String) {
@@ -845,6 +880,16 @@ impl<'a> Planner<'a> {
         }
     }
 
+    /// Names of the APIServices the plan deletes.
+    fn removed_api_services(&self) -> BTreeSet<String> {
+        self.phases
+            .get(&PhaseId::ApiServices)
+            .into_iter()
+            .flatten()
+            .map(|a| a.target.name.clone())
+            .collect()
+    }
+
     fn is_protected(&self, target: &ObjectRef) -> bool {
         self.profile.is_protected_object(
             &target.resource.kind,
@@ -855,14 +900,22 @@ impl<'a> Planner<'a> {
 }
 
 /// UIDs named as owners by any object the inventory observed (cluster-scoped
-/// objects of other types included); `None` when a list failed, because
-/// then an unseen object may depend on anything.
-fn observed_owners(inventory: &Inventory) -> Option<HashSet<String>> {
-    if inventory
-        .issues
-        .iter()
-        .any(|i| matches!(i, DiscoveryIssue::ListFailed { .. }))
-    {
+/// objects of other types included); `None` when a list failed or an API
+/// group could not be discovered, because then an unseen object may depend
+/// on anything (fail closed: everything is deleted with Orphan propagation).
+/// Groups served by an APIService in `removed_api_services` are the
+/// exception: they are the platform's own and go with the plan.
+fn observed_owners(
+    inventory: &Inventory,
+    removed_api_services: &BTreeSet<String>,
+) -> Option<HashSet<String>> {
+    let blind = inventory.issues.iter().any(|issue| match issue {
+        DiscoveryIssue::ListFailed { .. } => true,
+        DiscoveryIssue::ApiGroupUnavailable { group_version, .. } => {
+            !removed_api_services.contains(&api_service_name(group_version))
+        }
+    });
+    if blind {
         return None;
     }
     let owned_cluster = inventory
@@ -878,6 +931,14 @@ fn observed_owners(inventory: &Inventory) -> Option<HashSet<String>> {
         .map(|r| r.uid.clone())
         .collect();
     Some(owners)
+}
+
+/// The name of the APIService serving `group/version`: `<version>.<group>`.
+fn api_service_name(group_version: &str) -> String {
+    match group_version.split_once('/') {
+        Some((group, version)) => format!("{version}.{group}"),
+        None => group_version.to_owned(),
+    }
 }
 
 /// Belt and braces over classification: no delete or finalize of a

@@ -1022,9 +1022,94 @@ fn propagation_of(plan: &Plan, kind: &str, name: &str) -> Option<Propagation> {
         })
 }
 
+/// The fixture inventory with one unavailable API group that is the
+/// platform's own (its APIService is backed by a namespace the plan deletes)
+/// instead of the foreign `acme.io`: nothing is hidden that could matter.
+fn inventory_seeing_everything() -> Inventory {
+    let mut inv = kubesphere_inventory();
+    inv.issues = vec![DiscoveryIssue::ApiGroupUnavailable {
+        group_version: "whizard.example.com/v1alpha1".into(),
+        message: "the server is currently unable to handle the request".into(),
+    }];
+    inv
+}
+
+fn all_custom_resources_orphaned(p: &Plan) -> bool {
+    p.phase(PhaseId::CustomResources)
+        .expect("phase")
+        .actions
+        .iter()
+        .all(|a| {
+            matches!(
+                a.operation,
+                Operation::StripFinalizersThenDelete {
+                    propagation: Propagation::Orphan,
+                    ..
+                }
+            )
+        })
+}
+
+#[test]
+fn a_foreign_group_that_failed_discovery_orphans_every_custom_resource() {
+    // The fixture's acme.io APIService is foreign and unavailable: objects
+    // of that group were not seen and may name any platform resource as owner.
+    let p = full_plan();
+    assert!(all_custom_resources_orphaned(&p));
+    // The whizard group is served by a namespace the plan deletes: it goes
+    // with the plan and hides nothing the garbage collector could act on.
+    let p = plan(
+        &ks(),
+        &inventory_seeing_everything(),
+        &PlanOptions::default(),
+    );
+    assert!(
+        p.phase(PhaseId::ApiServices)
+            .expect("phase")
+            .actions
+            .iter()
+            .any(|a| a.target.name == "v1alpha1.whizard.example.com")
+    );
+    assert!(!all_custom_resources_orphaned(&p));
+}
+
+#[test]
+fn a_platform_crd_whose_instances_were_not_listed_is_kept_and_said_so() {
+    let mut inv = kubesphere_inventory();
+    let crd = inv
+        .crds
+        .iter_mut()
+        .find(|c| c.name() == "workspaces.tenant.kubesphere.io")
+        .expect("workspaces CRD");
+    crd.instances_listed = false;
+    crd.instances.clear();
+    let p = plan(&ks(), &inv, &PlanOptions::default());
+    assert!(
+        phase_of(
+            &p,
+            "CustomResourceDefinition",
+            "workspaces.tenant.kubesphere.io"
+        )
+        .is_empty(),
+        "a CRD whose instances nobody saw must not be deleted"
+    );
+    assert!(p.findings.iter().any(|f| matches!(f,
+        Finding::Skipped { subject, reason }
+            if subject.contains("workspaces.tenant.kubesphere.io") && reason.contains("could not be listed"))));
+    // Other platform CRDs still go.
+    assert!(
+        phase_of(&p, "CustomResourceDefinition", "users.iam.kubesphere.io")
+            .contains(&PhaseId::Crds)
+    );
+}
+
 #[test]
 fn custom_resources_something_depends_on_are_orphaned_the_rest_deleted_at_once() {
-    let p = full_plan();
+    let p = plan(
+        &ks(),
+        &inventory_seeing_everything(),
+        &PlanOptions::default(),
+    );
     // A user namespace names Workspace ws1 as owner; a binding names User admin.
     assert_eq!(
         propagation_of(&p, "Workspace", "ws1"),
@@ -1056,7 +1141,7 @@ fn custom_resources_something_depends_on_are_orphaned_the_rest_deleted_at_once()
 
     // A cluster-scoped object of another type (seen only for its owner
     // references) makes its owner orphaned too.
-    let mut inv = kubesphere_inventory();
+    let mut inv = inventory_seeing_everything();
     let Some(Propagation::Background) = propagation_of(&p, "InstallPlan", "whizard") else {
         panic!("InstallPlan whizard has no dependent in the fixture");
     };
@@ -1083,7 +1168,7 @@ fn custom_resources_something_depends_on_are_orphaned_the_rest_deleted_at_once()
     );
 
     // A failed list: dependents cannot be ruled out, everything is orphaned.
-    let mut inv = kubesphere_inventory();
+    let mut inv = inventory_seeing_everything();
     inv.issues.push(DiscoveryIssue::ListFailed {
         resource: "widgets.example.com".into(),
         namespace: None,
