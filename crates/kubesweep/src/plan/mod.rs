@@ -5,8 +5,10 @@ mod model;
 mod planner;
 
 pub use model::*;
-pub use planner::plan;
+pub use planner::{CONTENT_SKIP, namespaces_named_by_platform, namespaces_needing_content, plan};
 
+#[cfg(test)]
+mod ownership_tests;
 #[cfg(test)]
 pub(crate) mod test_support;
 #[cfg(test)]
