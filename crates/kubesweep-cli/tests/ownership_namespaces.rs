@@ -171,17 +171,6 @@ async fn a_namespace_an_installplan_names_is_kept_with_the_users_objects_when_no
     let secret_before = identity(&secrets.get("user-secret").await.expect("secret"));
 
     let plan = plan_json(&test_kubeconfig());
-    let finding = findings(&plan)
-        .into_iter()
-        .find(|f| f["subject"] == format!("namespace {logging}"))
-        .unwrap_or_else(|| panic!("no finding for {logging}: {:#?}", plan["findings"]));
-    let reason = finding["reason"].as_str().unwrap_or_default();
-    assert!(
-        reason.contains(&format!("InstallPlan {logging}"))
-            && reason.contains(&format!("ConfigMap {logging}/user-cm"))
-            && reason.contains(&format!("Secret {logging}/user-secret")),
-        "{reason}"
-    );
 
     let apply = kubesweep(&["apply", "--yes"]);
     assert_applied_clean(&apply);
@@ -207,6 +196,19 @@ async fn a_namespace_an_installplan_names_is_kept_with_the_users_objects_when_no
     assert!(
         gone_within(&client, &empty, Duration::from_secs(60)).await,
         "{empty} holds only Kubernetes' defaults and should be deleted"
+    );
+
+    // The plan said what it kept and why.
+    let finding = findings(&plan)
+        .into_iter()
+        .find(|f| f["subject"] == format!("namespace {logging}"))
+        .unwrap_or_else(|| panic!("no finding for {logging}: {:#?}", plan["findings"]));
+    let reason = finding["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains(&format!("InstallPlan {logging}"))
+            && reason.contains(&format!("ConfigMap {logging}/user-cm"))
+            && reason.contains(&format!("Secret {logging}/user-secret")),
+        "{reason}"
     );
 
     namespaces
@@ -268,6 +270,38 @@ async fn with_the_controller_manager_down_no_namespace_is_finalized_over_its_con
         plane.kubeconfig(),
     );
     assert_eq!(apply.status.code(), Some(1), "{}", explain(&apply));
+
+    // Nothing orphaned: the namespace is there, Terminating, its objects readable.
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let content = content_identities(&client, ns).await;
+    let namespace = namespaces
+        .get_opt(ns)
+        .await
+        .expect("read namespace")
+        .unwrap_or_else(|| {
+            panic!(
+                "{ns} was finalized while it still held (now orphaned): {content:?}\n{}",
+                explain(&apply)
+            )
+        });
+    assert!(namespace.metadata.deletion_timestamp.is_some());
+    assert!(
+        namespace
+            .spec
+            .as_ref()
+            .and_then(|s| s.finalizers.as_ref())
+            .is_some_and(|f| f.iter().any(|f| f == "kubernetes")),
+        "{namespace:?}"
+    );
+    assert!(
+        content
+            .iter()
+            .any(|(n, _)| n == "ConfigMap left-for-the-namespace-controller"),
+        "{content:?}"
+    );
+    // Nothing changes while nobody deletes content: a second look finds the same objects.
+    assert_eq!(content_identities(&client, ns).await, content);
+    // The run said which namespace stays, and what holds it.
     let err = stderr(&apply);
     assert!(
         err.contains(&format!("namespace {ns} stays Terminating, not finalized")),
@@ -279,32 +313,6 @@ async fn with_the_controller_manager_down_no_namespace_is_finalized_over_its_con
         "{}",
         explain(&apply)
     );
-
-    // Nothing orphaned: the namespace is there, Terminating, its objects readable.
-    let namespaces: Api<Namespace> = Api::all(client.clone());
-    let namespace = namespaces
-        .get_opt(ns)
-        .await
-        .expect("read namespace")
-        .expect("the namespace must not have been finalized");
-    assert!(namespace.metadata.deletion_timestamp.is_some());
-    assert!(
-        namespace
-            .spec
-            .as_ref()
-            .and_then(|s| s.finalizers.as_ref())
-            .is_some_and(|f| f.iter().any(|f| f == "kubernetes")),
-        "{namespace:?}"
-    );
-    let content = content_identities(&client, ns).await;
-    assert!(
-        content
-            .iter()
-            .any(|(n, _)| n == "ConfigMap left-for-the-namespace-controller"),
-        "{content:?}"
-    );
-    // Nothing changes while nobody deletes content: a second look finds the same objects.
-    assert_eq!(content_identities(&client, ns).await, content);
 
     // With the controller manager back, the namespace controller finishes
     // and a second run converges.
@@ -370,14 +378,6 @@ async fn a_pod_held_by_the_platforms_finalizer_is_freed_one_held_by_anothers_is_
 
     let apply = kubesweep(&["apply", "--yes", "--wait-timeout", "20"]);
     assert_eq!(apply.status.code(), Some(1), "{}", explain(&apply));
-    let err = stderr(&apply);
-    assert!(
-        err.contains(&format!(
-            "Pod {held_ns}/foreign-held (finalizers: acme.example.com/hold)"
-        )),
-        "{}",
-        explain(&apply)
-    );
 
     let namespaces: Api<Namespace> = Api::all(client.clone());
     assert!(
@@ -406,6 +406,14 @@ async fn a_pod_held_by_the_platforms_finalizer_is_freed_one_held_by_anothers_is_
         .expect("content behind the pod stays");
     assert_eq!(identity(&cm), identity(&behind));
     assert!(cm.metadata.deletion_timestamp.is_none());
+    // The run named the pod and the finalizer that hold the namespace.
+    assert!(
+        stderr(&apply).contains(&format!(
+            "Pod {held_ns}/foreign-held (finalizers: acme.example.com/hold)"
+        )),
+        "{}",
+        explain(&apply)
+    );
 
     // Its owner lets go; the namespace then goes.
     pods.patch(
