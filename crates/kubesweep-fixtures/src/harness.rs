@@ -3,7 +3,8 @@
 //! test command), found through `KUBESWEEP_TEST_KUBECONFIG`.
 //!
 //! Tests are never skipped silently: without a cluster they fail with a message
-//! that says how to start one.
+//! that says how to start one. A test that must break the control plane (stop
+//! one of its components) brings up a [`PrivateControlPlane`] of its own.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 

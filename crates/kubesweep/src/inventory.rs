@@ -197,10 +197,12 @@ pub struct Inventory {
     /// apps/v1 Deployments of the platform controllers the profile names
     /// ([`crate::profile::Profile::controllers`]); absent ones are simply omitted.
     pub controllers: Vec<DynamicObject>,
-    /// Objects of any type in namespaces that are kept, that carry platform
+    /// Objects of any type, in every namespace, that carry platform
     /// metadata ([`crate::profile::Profile::carries_platform_metadata`]) or
     /// may be helm-executor leftovers by name
-    /// ([`crate::profile::Profile::may_be_executor_leftover`]).
+    /// ([`crate::profile::Profile::may_be_executor_leftover`]). In kept
+    /// namespaces they are cleaned; in namespaces the plan deletes, only
+    /// their platform finalizers matter (they would block the deletion).
     pub kept_objects: Vec<ObservedList>,
     /// Every PersistentVolumeClaim (v1), all namespaces, metadata only: which
     /// namespaces hold data. Not acted on, so not in [`Inventory::objects`].
