@@ -3,7 +3,8 @@
 //! test command), found through `KUBESWEEP_TEST_KUBECONFIG`.
 //!
 //! Tests are never skipped silently: without a cluster they fail with a message
-//! that says how to start one.
+//! that says how to start one. A test that must break the control plane (stop
+//! one of its components) brings up a [`PrivateControlPlane`] of its own.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -74,4 +75,114 @@ pub fn cluster_lock() -> ClusterLock {
     file.lock()
         .unwrap_or_else(|e| panic!("cannot take the cluster lock {}: {e}", path.display()));
     ClusterLock { _file: file }
+}
+
+/// A control plane of a test's own: etcd, kube-apiserver and
+/// kube-controller-manager started by `testenv/cluster up` in a fresh state
+/// directory, stopped (`down`) and its directory removed on drop (kept, and
+/// named on stderr, when the test panicked, for its logs).
+///
+/// For tests that stop a component: doing that on the shared cluster would
+/// break every other test running on it. The binaries are cached, so
+/// starting one takes seconds.
+#[derive(Debug)]
+pub struct PrivateControlPlane {
+    state: std::path::PathBuf,
+    kubeconfig: std::path::PathBuf,
+}
+
+impl PrivateControlPlane {
+    /// Starts one and waits until it is ready.
+    ///
+    /// # Panics
+    /// When it does not come up (the launcher's output is in the message).
+    pub fn start() -> Self {
+        let state = std::env::temp_dir().join(unique_name("kubesweep-cp"));
+        std::fs::create_dir_all(&state)
+            .unwrap_or_else(|e| panic!("cannot create {}: {e}", state.display()));
+        let plane = Self {
+            kubeconfig: state.join("kubeconfig"),
+            state,
+        };
+        plane.cluster(&["up"]);
+        assert!(
+            plane.kubeconfig.exists(),
+            "no kubeconfig in {}",
+            plane.state.display()
+        );
+        plane
+    }
+
+    /// Its kubeconfig.
+    pub fn kubeconfig(&self) -> &std::path::Path {
+        &self.kubeconfig
+    }
+
+    /// A client for it.
+    pub async fn client(&self) -> kube::Client {
+        let kubeconfig = kube::config::Kubeconfig::read_from(&self.kubeconfig)
+            .unwrap_or_else(|e| panic!("cannot read {}: {e}", self.kubeconfig.display()));
+        let config = kube::Config::from_custom_kubeconfig(
+            kubeconfig,
+            &kube::config::KubeConfigOptions::default(),
+        )
+        .await
+        .expect("private control plane kubeconfig");
+        kube::Client::try_from(config).expect("client for the private control plane")
+    }
+
+    /// Stops one component (`kube-controller-manager`, ...), keeping its state.
+    pub fn stop(&self, component: &str) {
+        self.cluster(&["stop", component]);
+    }
+
+    /// Starts a stopped component again (same ports and flags) and waits until it answers.
+    pub fn start_component(&self, component: &str) {
+        self.cluster(&["start", component]);
+    }
+
+    fn cluster(&self, args: &[&str]) {
+        let output = std::process::Command::new(testenv_script())
+            .args(args)
+            .env("KUBESWEEP_TESTENV_DIR", &self.state)
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run testenv/cluster: {e}"));
+        assert!(
+            output.status.success(),
+            "testenv/cluster {} failed ({:?}):\n{}{}",
+            args.join(" "),
+            output.status.code(),
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+}
+
+impl Drop for PrivateControlPlane {
+    fn drop(&mut self) {
+        let down = std::process::Command::new(testenv_script())
+            .arg("down")
+            .env("KUBESWEEP_TESTENV_DIR", &self.state)
+            .output();
+        if !matches!(&down, Ok(o) if o.status.success()) {
+            eprintln!(
+                "private control plane in {} did not stop cleanly: {down:?}",
+                self.state.display()
+            );
+            return;
+        }
+        if std::thread::panicking() {
+            eprintln!(
+                "private control plane logs kept in {}",
+                self.state.join("logs").display()
+            );
+        } else {
+            let _ = std::fs::remove_dir_all(&self.state);
+        }
+    }
+}
+
+/// `testenv/cluster` of this checkout.
+fn testenv_script() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testenv/cluster")
 }

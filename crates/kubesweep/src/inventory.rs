@@ -106,6 +106,34 @@ pub struct ObservedList {
     pub objects: Vec<DynamicObject>,
 }
 
+/// Every object of every listable namespaced type in one namespace
+/// (metadata only), and what could not be listed.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct NamespaceContent {
+    /// The namespace.
+    pub namespace: String,
+    /// Non-empty lists, one per type.
+    pub objects: Vec<ObservedList>,
+    /// Why the listing may be incomplete (a broken API group, a failed
+    /// list); empty when every served type was listed.
+    pub gaps: Vec<String>,
+}
+
+impl NamespaceContent {
+    /// Whether every served namespaced type was listed.
+    pub fn complete(&self) -> bool {
+        self.gaps.is_empty()
+    }
+
+    /// Every object with its type.
+    pub fn iter(&self) -> impl Iterator<Item = (&ResourceType, &DynamicObject)> {
+        self.objects
+            .iter()
+            .flat_map(|l| l.objects.iter().map(move |o| (&l.resource, o)))
+    }
+}
+
 /// Something discovery could not see; the plan reports it as a finding
 /// instead of failing, because one broken API group must not stop cleanup.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -169,10 +197,12 @@ pub struct Inventory {
     /// apps/v1 Deployments of the platform controllers the profile names
     /// ([`crate::profile::Profile::controllers`]); absent ones are simply omitted.
     pub controllers: Vec<DynamicObject>,
-    /// Objects of any type in namespaces that are kept, that carry platform
+    /// Objects of any type, in every namespace, that carry platform
     /// metadata ([`crate::profile::Profile::carries_platform_metadata`]) or
     /// may be helm-executor leftovers by name
-    /// ([`crate::profile::Profile::may_be_executor_leftover`]).
+    /// ([`crate::profile::Profile::may_be_executor_leftover`]). In kept
+    /// namespaces they are cleaned; in namespaces the plan deletes, only
+    /// their platform finalizers matter (they would block the deletion).
     pub kept_objects: Vec<ObservedList>,
     /// Every PersistentVolumeClaim (v1), all namespaces, metadata only: which
     /// namespaces hold data. Not acted on, so not in [`Inventory::objects`].
@@ -188,6 +218,12 @@ pub struct Inventory {
     /// Helm releases: every release summarised, live objects of the ones the
     /// profile selects ([`crate::helm::select_releases`]).
     pub helm: crate::helm::HelmInventory,
+    /// Everything in each namespace that platform objects merely name
+    /// ([`crate::plan::namespaces_named_by_platform`]) and no other rule
+    /// proves the platform's, metadata only: such a namespace is deleted
+    /// only when all of it is the platform's. Not acted on through this
+    /// list, so not in [`Inventory::objects`].
+    pub namespace_contents: Vec<NamespaceContent>,
     /// What discovery could not see.
     pub issues: Vec<DiscoveryIssue>,
 }

@@ -8,10 +8,14 @@
 //	testenv up     -bin DIR -state DIR   start (or report the running cluster)
 //	testenv status -state DIR            exit 0 when every component answers
 //	testenv down   -state DIR            stop the processes, remove the state, keep logs
+//	testenv stop   -state DIR COMPONENT  stop one component, keep its state (tests of a control plane with a part down)
+//	testenv start  -state DIR COMPONENT  start a stopped component again, same binary, ports and flags; wait until ready
 package main
 
 import (
 	"context"
+	"crypto/tls"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -30,12 +34,23 @@ import (
 // component is one process of the control plane.
 type component struct {
 	name string
-	args []string
+	// ready answers 200 once the component serves (used by start).
+	ready string
+	args  []string
+}
+
+// launch is what `up` records for each component so that `start` can run it
+// again exactly as before (same executable, ports and flags).
+type launch struct {
+	Exe  string   `json:"exe"`
+	Args []string `json:"args"`
+	// Ready is the URL that answers 200 once the component serves.
+	Ready string `json:"ready"`
 }
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: testenv up|down|status [-state DIR] [-bin DIR]")
+		fmt.Fprintln(os.Stderr, "usage: testenv up|down|status|stop|start [-state DIR] [-bin DIR] [COMPONENT]")
 		os.Exit(2)
 	}
 	cmd := os.Args[1]
@@ -59,8 +74,17 @@ func main() {
 		err = down(abs)
 	case "status":
 		err = status(abs)
+	case "stop", "start":
+		if fs.NArg() != 1 || !known(fs.Arg(0)) {
+			fatal("%s needs one component: %s", cmd, strings.Join(componentNames, ", "))
+		}
+		if cmd == "stop" {
+			err = stopOne(abs, fs.Arg(0))
+		} else {
+			err = startOne(abs, fs.Arg(0), *timeout)
+		}
 	default:
-		fatal("unknown command %q (want up, down or status)", cmd)
+		fatal("unknown command %q (want up, down, status, stop or start)", cmd)
 	}
 	if err != nil {
 		fatal("%s: %v", cmd, err)
@@ -113,7 +137,7 @@ func up(state, bin string, timeout time.Duration) error {
 	peerURL := fmt.Sprintf("http://127.0.0.1:%d", etcdPeer)
 
 	components := []component{
-		{"etcd", []string{
+		{"etcd", etcdURL + "/health", []string{
 			"--name=testenv",
 			"--data-dir=" + filepath.Join(state, "etcd-data"),
 			"--listen-client-urls=" + etcdURL,
@@ -126,7 +150,7 @@ func up(state, bin string, timeout time.Duration) error {
 			"--unsafe-no-fsync=true",
 			"--log-level=warn",
 		}},
-		{"kube-apiserver", []string{
+		{"kube-apiserver", server + "/readyz", []string{
 			"--etcd-servers=" + etcdURL,
 			"--bind-address=127.0.0.1",
 			"--advertise-address=127.0.0.1",
@@ -152,7 +176,7 @@ func up(state, bin string, timeout time.Duration) error {
 			"--proxy-client-key-file=" + p("front-proxy.key"),
 			"--v=1",
 		}},
-		{"kube-controller-manager", []string{
+		{"kube-controller-manager", fmt.Sprintf("https://127.0.0.1:%d/healthz", kcmPort), []string{
 			"--kubeconfig=" + kubeconfig,
 			"--authentication-kubeconfig=" + kubeconfig,
 			"--authorization-kubeconfig=" + kubeconfig,
@@ -210,29 +234,127 @@ func up(state, bin string, timeout time.Duration) error {
 
 func logPath(state, name string) string { return filepath.Join(state, "logs", name+".log") }
 func pidPath(state, name string) string { return filepath.Join(state, "run", name+".pid") }
+func launchPath(state, name string) string {
+	return filepath.Join(state, "run", name+".launch.json")
+}
 
 // start launches one component in its own session so that it outlives this
 // command, with output appended to its log file.
 func start(state, bin string, c component) error {
 	exe := filepath.Join(bin, c.name)
-	logFile, err := os.OpenFile(logPath(state, c.name), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	cmd, err := spawn(state, c.name, exe, c.args)
 	if err != nil {
 		return err
 	}
-	defer logFile.Close()
-	cmd := exec.Command(exe, c.args...)
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("starting %s: %w", exe, err)
+	// start reruns the component from this record.
+	record, err := json.Marshal(launch{Exe: exe, Args: c.args, Ready: c.ready})
+	if err != nil {
+		return err
 	}
+	if err := os.WriteFile(launchPath(state, c.name), record, 0o600); err != nil {
+		return err
+	}
+	return recordPid(state, c.name, cmd, exe)
+}
+
+// recordPid writes the pid file and lets the process live on its own.
+func recordPid(state, name string, cmd *exec.Cmd, exe string) error {
 	// The pid file records the executable too, so down never signals a
 	// recycled pid that now belongs to something else.
 	record := fmt.Sprintf("%d %s\n", cmd.Process.Pid, exe)
-	if err := os.WriteFile(pidPath(state, c.name), []byte(record), 0o600); err != nil {
+	if err := os.WriteFile(pidPath(state, name), []byte(record), 0o600); err != nil {
 		return err
 	}
 	return cmd.Process.Release()
+}
+
+// spawn starts exe in its own session, output appended to the component's log.
+func spawn(state, name, exe string, args []string) (*exec.Cmd, error) {
+	logFile, err := os.OpenFile(logPath(state, name), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	defer logFile.Close()
+	cmd := exec.Command(exe, args...)
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("starting %s: %w", exe, err)
+	}
+	return cmd, nil
+}
+
+func known(name string) bool {
+	for _, n := range componentNames {
+		if n == name {
+			return true
+		}
+	}
+	return false
+}
+
+// stopOne stops one component the way down does, keeping all state so that
+// startOne can bring it back.
+func stopOne(state, name string) error {
+	if _, err := os.Stat(launchPath(state, name)); err != nil {
+		return fmt.Errorf("no %s recorded in %s (is the control plane up?)", name, state)
+	}
+	if err := terminate(state, name); err != nil {
+		return err
+	}
+	logf("%s stopped; `start %s` brings it back", name, name)
+	return nil
+}
+
+// startOne runs a stopped component again from its launch record and waits
+// until it answers; a running one is left alone.
+func startOne(state, name string, timeout time.Duration) error {
+	if alive(state, name) {
+		logf("%s already running", name)
+		return nil
+	}
+	data, err := os.ReadFile(launchPath(state, name))
+	if err != nil {
+		return fmt.Errorf("no %s recorded in %s (is the control plane up?): %w", name, state, err)
+	}
+	var l launch
+	if err := json.Unmarshal(data, &l); err != nil {
+		return fmt.Errorf("reading %s: %w", launchPath(state, name), err)
+	}
+	cmd, err := spawn(state, name, l.Exe, l.Args)
+	if err != nil {
+		return err
+	}
+	if err := recordPid(state, name, cmd, l.Exe); err != nil {
+		return err
+	}
+	client, err := probeClient(state, name)
+	if err != nil {
+		return err
+	}
+	if err := waitFor(timeout, func() error { return httpOK(client, l.Ready) }); err != nil {
+		tail(logPath(state, name), 30)
+		return fmt.Errorf("%s not ready: %w", name, err)
+	}
+	logf("%s started again and ready", name)
+	return nil
+}
+
+// probeClient is the HTTP client that can ask a component whether it is
+// ready: none for etcd (plain HTTP), the admin identity for the API server,
+// and for kube-controller-manager, whose serving certificate is self-signed
+// and whose /healthz is open to anyone, TLS without verification.
+func probeClient(state, name string) (*http.Client, error) {
+	switch name {
+	case "kube-apiserver":
+		return adminHTTPClient(filepath.Join(state, "pki"))
+	case "kube-controller-manager":
+		return &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
+			TLSClientConfig: &tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS12}, //nolint:gosec // loopback probe of a self-signed test component
+		}}, nil
+	default:
+		return nil, nil
+	}
 }
 
 // ourProcess returns the pid recorded for a component when that pid is still
@@ -259,24 +381,9 @@ func ourProcess(state, name string) (int, bool) {
 
 func down(state string) error {
 	for i := len(componentNames) - 1; i >= 0; i-- {
-		name := componentNames[i]
-		pid, ok := ourProcess(state, name)
-		if !ok {
-			continue
+		if err := terminate(state, componentNames[i]); err != nil {
+			return err
 		}
-		_ = syscall.Kill(pid, syscall.SIGTERM)
-		deadline := time.Now().Add(15 * time.Second)
-		for alive(state, name) && time.Now().Before(deadline) {
-			time.Sleep(100 * time.Millisecond)
-		}
-		if alive(state, name) {
-			logf("%s (pid %d) ignored SIGTERM, killing", name, pid)
-			_ = syscall.Kill(pid, syscall.SIGKILL)
-			for alive(state, name) {
-				time.Sleep(50 * time.Millisecond)
-			}
-		}
-		logf("stopped %s (pid %d)", name, pid)
 	}
 	// Logs stay for diagnosis; everything else is state of this run only.
 	for _, entry := range []string{"run", "pki", "etcd-data", "kubeconfig", "server"} {
@@ -284,6 +391,28 @@ func down(state string) error {
 			return err
 		}
 	}
+	return nil
+}
+
+// terminate stops one component if it runs (SIGTERM, SIGKILL after 15 s).
+func terminate(state, name string) error {
+	pid, ok := ourProcess(state, name)
+	if !ok {
+		return nil
+	}
+	_ = syscall.Kill(pid, syscall.SIGTERM)
+	deadline := time.Now().Add(15 * time.Second)
+	for alive(state, name) && time.Now().Before(deadline) {
+		time.Sleep(100 * time.Millisecond)
+	}
+	if alive(state, name) {
+		logf("%s (pid %d) ignored SIGTERM, killing", name, pid)
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+		for alive(state, name) {
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	logf("stopped %s (pid %d)", name, pid)
 	return nil
 }
 

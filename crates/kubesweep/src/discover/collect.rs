@@ -167,6 +167,20 @@ pub async fn discover_with_catalog(
     // Helm releases (after the CRDs: InstallPlans name extension releases).
     super::helm::collect(client, catalog, profile, &mut inventory).await;
 
+    // Namespaces platform objects merely name (after the CRDs, which name
+    // them): their whole content, so the planner can tell whether all of
+    // it is the platform's. Only these few, one namespace at a time.
+    for namespace in crate::plan::namespaces_needing_content(profile, &inventory) {
+        let content = super::content::namespace_content(
+            client,
+            catalog,
+            &namespace,
+            crate::plan::CONTENT_SKIP,
+        )
+        .await;
+        inventory.namespace_contents.push(content);
+    }
+
     // Platform controllers, by exact name.
     for controller in &profile.controllers {
         let deployments: Api<Deployment> = Api::namespaced(client.clone(), &controller.namespace);

@@ -1,9 +1,10 @@
 //! Discovery: the read-only cluster I/O that fills an [`crate::inventory::Inventory`].
 //! `api` walks the served APIs tolerating broken groups and pages LISTs;
-//! `collect` lists what a profile can match; `helm` reads Helm releases.
+//! `collect` lists what a profile can match; `helm` reads Helm releases; `content` lists everything in one namespace.
 
 mod api;
 mod collect;
+mod content;
 mod helm;
 
 pub use api::{
@@ -11,3 +12,4 @@ pub use api::{
     dynamic_api, error_message, list_all, list_in_namespaces,
 };
 pub use collect::{DiscoverError, discover, discover_with_catalog, instance_type};
+pub use content::namespace_content;

@@ -7,6 +7,7 @@ mod helm_record;
 mod ops;
 mod report;
 mod run;
+mod stuck;
 
 pub use ops::{Removal, finalize_blocker, removal_patch};
 pub use report::{
@@ -14,3 +15,4 @@ pub use report::{
     Remaining, Stopped, WaitReport,
 };
 pub use run::{ExecuteError, ExecuteOptions, execute, run_single, wait_for_deletion};
+pub use stuck::describe_content;

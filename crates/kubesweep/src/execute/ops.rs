@@ -14,7 +14,9 @@ use kube::api::{
 use serde_json::{Value, json};
 
 use super::report::Outcome;
+use super::stuck;
 use crate::discover::{dynamic_api, error_message};
+use crate::inventory::NamespaceContent;
 use crate::plan::{Action, Operation, Propagation};
 use crate::profile::ALWAYS_PROTECTED_NAMESPACES;
 use crate::resource::ObjectRef;
@@ -422,11 +424,15 @@ async fn disable_conversion(
 
 /// The last resort for a platform namespace stuck Terminating. Acts only when
 /// the plan allows it, the namespace is the planned one, is already being
-/// deleted, and its conditions say no content or content finalizers are left
-/// (or discovery failure is the only obstacle). Then it removes only the
-/// `kubernetes` entry from `spec.finalizers` through `/finalize`, sending the
-/// object as read so labels, annotations and other finalizers are kept and a
-/// concurrent change is detected by its resourceVersion.
+/// deleted, no condition says content remains or failed to be deleted, and
+/// kubesweep itself has listed every namespaced type served in it and found
+/// nothing (absent conditions prove nothing: kube-controller-manager may be
+/// down or slow). Then it removes only the `kubernetes` entry from
+/// `spec.finalizers` through `/finalize`, sending the object as read so
+/// labels, annotations and other finalizers are kept and a concurrent change
+/// is detected by its resourceVersion. Anything else is a failure that names
+/// the namespace, its conditions and the content found, so the run ends
+/// non-zero with the namespace still there and nothing orphaned.
 async fn finalize_namespace(ctx: &Ctx<'_>, target: &ObjectRef) -> Outcome {
     if !ctx.allow_finalize {
         return Outcome::Skipped {
@@ -452,8 +458,26 @@ async fn finalize_namespace(ctx: &Ctx<'_>, target: &ObjectRef) -> Outcome {
                 reason: "namespace is not terminating".into(),
             };
         }
-        if let Some(reason) = finalize_blocker(&object) {
-            return Outcome::Skipped { reason };
+        // Listed after reading the namespace: a Terminating namespace
+        // accepts no new objects, so what is empty now stays empty. Listed
+        // even when a condition already blocks, to name what is left.
+        let listed = stuck::remaining_content(ctx.client, &target.name).await;
+        match (finalize_blocker(&object), listed) {
+            (None, Ok(content)) if content.complete() && content.iter().next().is_none() => {}
+            (Some(reason), Ok(content)) => return stuck(target, &object, reason, Some(&content)),
+            (Some(reason), Err(message)) => {
+                return stuck(target, &object, format!("{reason}; {message}"), None);
+            }
+            (None, Ok(content)) => {
+                let reason = if content.complete() {
+                    "content remains, finalizing would orphan it".to_owned()
+                } else {
+                    "its content could not be listed completely, so it cannot be proven empty"
+                        .to_owned()
+                };
+                return stuck(target, &object, reason, Some(&content));
+            }
+            (None, Err(message)) => return stuck(target, &object, message, None),
         }
         let Some(finalizers) = object
             .data
@@ -499,7 +523,56 @@ async fn finalize_namespace(ctx: &Ctx<'_>, target: &ObjectRef) -> Outcome {
     }
 }
 
-/// Why a terminating namespace must not be finalized, from its conditions.
+/// A namespace left Terminating, not finalized: a failure (the run must end
+/// non-zero) that says which namespace, why, its True conditions and what is
+/// still in it.
+fn stuck(
+    target: &ObjectRef,
+    namespace: &DynamicObject,
+    reason: String,
+    content: Option<&NamespaceContent>,
+) -> Outcome {
+    let mut message = format!(
+        "namespace {} stays Terminating, not finalized: {reason}",
+        target.name
+    );
+    let conditions = true_conditions(namespace);
+    if !conditions.is_empty() {
+        message.push_str(&format!("; conditions: {}", conditions.join("; ")));
+    }
+    if let Some(content) = content {
+        message.push_str(&format!(
+            "; content left: {}",
+            stuck::describe_content(content).join(", ")
+        ));
+    }
+    tracing::warn!(namespace = %target.name, message, "namespace not finalized");
+    Outcome::Failed { message }
+}
+
+/// `type: message` of every condition whose status is True.
+fn true_conditions(namespace: &DynamicObject) -> Vec<String> {
+    namespace
+        .data
+        .pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter(|c| c.get("status").and_then(Value::as_str) == Some("True"))
+        .map(|c| {
+            format!(
+                "{}: {}",
+                c.get("type").and_then(Value::as_str).unwrap_or("?"),
+                c.get("message").and_then(Value::as_str).unwrap_or_default()
+            )
+        })
+        .collect()
+}
+
+/// Why a terminating namespace must not be finalized, from its conditions:
+/// content or content finalizers remain, or deleting content failed. (A
+/// discovery failure alone does not block: it is what `/finalize` exists
+/// for, and the content listing that follows must still find nothing.)
 pub fn finalize_blocker(namespace: &DynamicObject) -> Option<String> {
     let conditions = namespace
         .data
@@ -512,7 +585,9 @@ pub fn finalize_blocker(namespace: &DynamicObject) -> Option<String> {
             let kind = c.get("type").and_then(Value::as_str)?;
             matches!(
                 kind,
-                "NamespaceContentRemaining" | "NamespaceFinalizersRemaining"
+                "NamespaceContentRemaining"
+                    | "NamespaceFinalizersRemaining"
+                    | "NamespaceDeletionContentFailure"
             )
             .then(|| {
                 format!(
@@ -634,5 +709,79 @@ mod tests {
             owner_reference_uids: vec![],
         };
         assert!(refuse_protected(&target, &strip).is_none());
+    }
+
+    fn terminating(conditions: Value) -> DynamicObject {
+        serde_json::from_value(json!({
+            "apiVersion": "v1", "kind": "Namespace",
+            "metadata": {"name": "ns", "uid": "u", "deletionTimestamp": "2026-01-01T00:00:00Z"},
+            "spec": {"finalizers": ["kubernetes"]},
+            "status": {"phase": "Terminating", "conditions": conditions},
+        }))
+        .expect("namespace")
+    }
+
+    #[test]
+    fn conditions_saying_content_remains_or_failed_block_finalize() {
+        for kind in [
+            "NamespaceContentRemaining",
+            "NamespaceFinalizersRemaining",
+            "NamespaceDeletionContentFailure",
+        ] {
+            let ns = terminating(json!([{"type": kind, "status": "True", "message": "m"}]));
+            let reason = finalize_blocker(&ns).unwrap_or_default();
+            assert!(reason.contains(kind), "{kind}: {reason}");
+        }
+        // False conditions and a discovery failure alone leave the decision
+        // to kubesweep's own listing of the content.
+        let ns = terminating(json!([
+            {"type": "NamespaceContentRemaining", "status": "False", "message": ""},
+            {"type": "NamespaceDeletionDiscoveryFailure", "status": "True", "message": "x"},
+        ]));
+        assert_eq!(finalize_blocker(&ns), None);
+    }
+
+    #[test]
+    fn a_stuck_namespace_is_a_failure_naming_it_its_conditions_and_content() {
+        let ns = terminating(json!([
+            {"type": "NamespaceFinalizersRemaining", "status": "True",
+             "message": "Some content in the namespace has finalizers remaining: acme.example.com/hold in 1 resource instances"},
+        ]));
+        let target = ObjectRef {
+            resource: crate::inventory::types::namespace(),
+            namespace: None,
+            name: "ns".into(),
+            uid: "u".into(),
+            resource_version: "1".into(),
+        };
+        let pod: DynamicObject = serde_json::from_value(json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "held", "namespace": "ns", "finalizers": ["acme.example.com/hold"]},
+        }))
+        .expect("pod");
+        let content = NamespaceContent {
+            namespace: "ns".into(),
+            objects: vec![crate::inventory::ObservedList {
+                resource: crate::plan::test_support::rt("", "v1", "Pod", "pods", true),
+                objects: vec![pod],
+            }],
+            gaps: vec![],
+        };
+        let outcome = stuck(&target, &ns, "content remains".into(), Some(&content));
+        let Outcome::Failed { message } = outcome else {
+            panic!("not a failure: {outcome:?}");
+        };
+        assert!(
+            message.contains("namespace ns stays Terminating"),
+            "{message}"
+        );
+        assert!(
+            message.contains("NamespaceFinalizersRemaining"),
+            "{message}"
+        );
+        assert!(
+            message.contains("Pod ns/held (finalizers: acme.example.com/hold)"),
+            "{message}"
+        );
     }
 }

@@ -338,11 +338,16 @@ async fn explain_remaining(
     futures::stream::iter(pending.iter().cloned())
         .map(|target| async move {
             let api = dynamic_api(ctx.client, &target.resource, target.namespace.as_deref());
-            let reasons = match api.get_opt(&target.name).await {
+            let mut reasons = match api.get_opt(&target.name).await {
                 Ok(Some(object)) => crate::verify::explain(&object),
                 Ok(None) => vec!["gone by now".to_string()],
                 Err(err) => vec![format!("could not be read: {}", error_message(&err))],
             };
+            // A namespace's conditions count what is left; the operator needs
+            // names (which pod, which finalizer).
+            if target.resource.group.is_empty() && target.resource.kind == "Namespace" {
+                reasons.push(super::stuck::diagnose(ctx.client, &target.name).await);
+            }
             Remaining { target, reasons }
         })
         .buffer_unordered(concurrency.max(1))

@@ -498,11 +498,55 @@ fn keep_extensions_keeps_the_release_and_rewrites_records_naming_removed_kinds()
         NS,
         json!({"metadata": {"labels": {"kubesphere.io/managed": "true"}}}),
     )];
+    // The InstallPlan only names the namespace: it goes because all it
+    // holds is the release's (its live objects and records).
+    let mut content = crate::inventory::NamespaceContent {
+        namespace: NS.into(),
+        ..Default::default()
+    };
+    for release in inventory.helm.releases.iter().filter(|r| r.name == "demo") {
+        let live = release.live.iter().map(|l| (l.resource.clone(), &l.object));
+        let records = release
+            .records
+            .iter()
+            .map(|r| (crate::helm::record_type(r), r));
+        for (resource, object) in live.chain(records) {
+            if object.metadata.namespace.as_deref() == Some(NS) {
+                content.objects.push(crate::inventory::ObservedList {
+                    resource,
+                    objects: vec![object.clone()],
+                });
+            }
+        }
+    }
+    assert!(!content.objects.is_empty());
+    inventory.namespace_contents = vec![content.clone()];
+    // Release `other`'s record in the same namespace is not `demo`'s: with
+    // it, the namespace is kept (and named why).
+    let other = inventory
+        .helm
+        .releases
+        .iter()
+        .find(|r| r.name == "other")
+        .expect("other");
+    let mut with_other = inventory.clone();
+    with_other.namespace_contents[0]
+        .objects
+        .push(crate::inventory::ObservedList {
+            resource: crate::helm::record_type(&other.records[0]),
+            objects: other.records.clone(),
+        });
+    let kept_ns = plan(&profile(), &with_other, &PlanOptions::default());
+    assert!(!phase_names(&kept_ns, PhaseId::Namespaces).contains(&format!("namespaces/{NS}")));
 
     // Default: the release, its records, its CRD and its namespace go.
     let removed = plan(&profile(), &inventory, &PlanOptions::default());
     assert_eq!(phase_names(&removed, PhaseId::HelmRecords).len(), 2);
-    assert!(phase_names(&removed, PhaseId::Namespaces).contains(&format!("namespaces/{NS}")));
+    assert!(
+        phase_names(&removed, PhaseId::Namespaces).contains(&format!("namespaces/{NS}")),
+        "{:#?}",
+        removed.findings
+    );
     assert!(
         phase_names(&removed, PhaseId::Crds)
             .iter()

@@ -6,9 +6,11 @@ mod planner;
 mod reconcile;
 
 pub use model::*;
-pub use planner::plan;
+pub use planner::{CONTENT_SKIP, namespaces_named_by_platform, namespaces_needing_content, plan};
 pub use reconcile::{PlanDrift, Unconfirmed, reconcile};
 
+#[cfg(test)]
+mod ownership_tests;
 #[cfg(test)]
 pub(crate) mod test_support;
 #[cfg(test)]

@@ -427,6 +427,20 @@ pub enum Finding {
         /// Error message.
         message: String,
     },
+    /// A binding that stays (or that the plan deletes as the platform's)
+    /// whose ServiceAccount subjects live in namespaces the plan deletes:
+    /// whoever re-creates such a namespace and ServiceAccount inherits the
+    /// bound role. A security fact: foreign bindings are only reported.
+    DanglingBinding {
+        /// The ClusterRoleBinding or RoleBinding.
+        target: ObjectRef,
+        /// The role it grants, `Kind/name`.
+        role: String,
+        /// The subjects, `ServiceAccount namespace/name`.
+        subjects: Vec<String>,
+        /// Whether the plan deletes it (proven the platform's).
+        removed: bool,
+    },
     /// Something matched a rule but was deliberately left alone.
     Skipped {
         /// What was skipped, e.g. `validatingwebhookconfigurations/x`.
@@ -448,7 +462,9 @@ impl Finding {
             | Finding::NamespaceTerminating { .. }
             | Finding::ApiGroupUnavailable { .. }
             | Finding::ListFailed { .. }
-            | Finding::Skipped { .. } => Severity::Warning,
+            | Finding::Skipped { .. }
+            | Finding::DanglingBinding { removed: false, .. } => Severity::Warning,
+            Finding::DanglingBinding { removed: true, .. } => Severity::Info,
             Finding::AlreadyTerminating { .. } | Finding::SharedCrdKept { .. } => Severity::Info,
         }
     }
@@ -519,6 +535,25 @@ impl fmt::Display for Finding {
                 None => write!(f, "listing {resource} failed: {message}"),
             },
             Finding::Skipped { subject, reason } => write!(f, "{subject} left alone: {reason}"),
+            Finding::DanglingBinding {
+                target,
+                role,
+                subjects,
+                removed,
+            } => {
+                write!(
+                    f,
+                    "{target} grants {role} to {} in namespaces this plan deletes; ",
+                    subjects.join(", ")
+                )?;
+                if *removed {
+                    f.write_str("the plan deletes it (the platform's)")
+                } else {
+                    f.write_str(
+                        "not the platform's, so it stays: whoever re-creates those ServiceAccounts gets the role; review or delete it",
+                    )
+                }
+            }
         }
     }
 }

@@ -20,9 +20,15 @@ use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 mod data;
+mod deleted_namespaces;
 mod executor;
 mod helm;
 mod kept_releases;
+mod named_namespaces;
+
+pub use named_namespaces::{
+    CONTENT_SKIP, namespaces_named_by_platform, namespaces_needing_content,
+};
 
 /// How many foreign instances a finding quotes.
 const QUOTED_INSTANCES: usize = 5;
@@ -111,6 +117,8 @@ impl<'a> Planner<'a> {
         self.cluster_leftovers();
         self.executor_leftovers();
         self.namespaces();
+        self.finalizers_in_deleted_namespaces();
+        self.dangling_bindings();
         // Last: it needs to know every CRD the plan deletes.
         self.keep_extension_releases();
     }
@@ -252,7 +260,7 @@ impl<'a> Planner<'a> {
     // Namespace and shared-instance classification (no actions yet).
 
     fn classify_namespaces(&mut self) {
-        let created_by = self.namespaces_created_by_platform();
+        let named = namespaces_named_by_platform(self.profile, self.inventory);
         let project_label = self.profile.namespaces.project_label.as_deref();
         for ns in &self.inventory.namespaces {
             let Some(name) = ns.metadata.name.clone() else {
@@ -284,8 +292,8 @@ impl<'a> Planner<'a> {
                     rule.prefix,
                     rule.labels.join(", ")
                 ))
-            } else if let Some(source) = created_by.get(&name) {
-                NamespaceFate::Delete(format!("namespace created by the platform for {source}"))
+            } else if let Some(source) = named.get(&name) {
+                self.named_namespace_fate(&name, source)
             } else {
                 NamespaceFate::Keep("not the platform's".into())
             };
@@ -318,31 +326,6 @@ impl<'a> Planner<'a> {
     /// only for its data.
     fn is_platform_namespace(&self, namespace: &str) -> bool {
         self.deleted_namespaces.contains(namespace) || self.data_kept_namespaces.contains(namespace)
-    }
-
-    /// Namespace name → "<crd kind> <name>" for namespaces named in platform
-    /// custom resources' fields (e.g. InstallPlan target namespaces).
-    fn namespaces_created_by_platform(&self) -> BTreeMap<String, String> {
-        let mut out = BTreeMap::new();
-        for rule in &self.profile.namespaces.created_by {
-            let Some(crd) = self.inventory.crds.iter().find(|c| c.name() == rule.crd) else {
-                continue;
-            };
-            for instance in &crd.instances {
-                for path in &rule.paths {
-                    for ns in values_at_path(&instance.data, path) {
-                        out.entry(ns).or_insert_with(|| {
-                            format!(
-                                "{} {}",
-                                crd_kind(crd),
-                                instance.metadata.name.as_deref().unwrap_or_default()
-                            )
-                        });
-                    }
-                }
-            }
-        }
-        out
     }
 
     fn instance_is_platform(&self, rule: &SharedCrdRule, object: &DynamicObject) -> bool {

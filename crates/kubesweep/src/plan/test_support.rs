@@ -2,7 +2,9 @@
 //! looks like a KubeSphere 4.x cluster with decoys next to every platform
 //! object (foreign CRDs, finalizers, labels, webhooks, RBAC).
 
-use crate::inventory::{ClusterIdentity, CrdInventory, DiscoveryIssue, Inventory, ObservedList};
+use crate::inventory::{
+    ClusterIdentity, CrdInventory, DiscoveryIssue, Inventory, NamespaceContent, ObservedList,
+};
 use crate::resource::ResourceType;
 use kube::api::DynamicObject;
 use serde_json::{Value, json};
@@ -155,6 +157,8 @@ pub(crate) fn kubesphere_inventory() -> Inventory {
         ),
         namespace("extension-custom", json!({})),
         namespace("my-ext-ns", json!({})),
+        // Named only by a member cluster's scheduling status: not this cluster's.
+        namespace("member-ns", json!({})),
         namespace(
             "project-a",
             json!({"metadata": {
@@ -219,15 +223,24 @@ pub(crate) fn kubesphere_inventory() -> Inventory {
         ),
         crd(
             installplans.clone(),
-            vec![obj(
-                "kubesphere.io/v1alpha1",
-                "InstallPlan",
-                None,
-                "whizard",
-                json!({"metadata": {"finalizers": ["kubesphere.io/installplan-protection"]},
+            vec![
+                obj(
+                    "kubesphere.io/v1alpha1",
+                    "InstallPlan",
+                    None,
+                    "whizard",
+                    json!({"metadata": {"finalizers": ["kubesphere.io/installplan-protection"]},
                        "status": {"state": "Installed", "targetNamespace": "extension-whizard",
-                                  "clusterSchedulingStatuses": {"host": {"targetNamespace": "my-ext-ns"}}}}),
-            )],
+                                  "clusterSchedulingStatuses": {"member1": {"targetNamespace": "member-ns"}}}}),
+                ),
+                obj(
+                    "kubesphere.io/v1alpha1",
+                    "InstallPlan",
+                    None,
+                    "my-ext",
+                    json!({"status": {"state": "Installed", "targetNamespace": "my-ext-ns"}}),
+                ),
+            ],
             json!({}),
         ),
         crd(
@@ -519,6 +532,34 @@ pub(crate) fn kubesphere_inventory() -> Inventory {
         volume_claims: vec![],
         owned_cluster_objects: vec![],
         helm: Default::default(),
+        // my-ext-ns, named by InstallPlan my-ext, holds only what
+        // Kubernetes puts in every namespace.
+        namespace_contents: vec![NamespaceContent {
+            namespace: "my-ext-ns".into(),
+            objects: vec![
+                ObservedList {
+                    resource: rt("", "v1", "ServiceAccount", "serviceaccounts", true),
+                    objects: vec![obj(
+                        "v1",
+                        "ServiceAccount",
+                        Some("my-ext-ns"),
+                        "default",
+                        json!({}),
+                    )],
+                },
+                ObservedList {
+                    resource: rt("", "v1", "ConfigMap", "configmaps", true),
+                    objects: vec![obj(
+                        "v1",
+                        "ConfigMap",
+                        Some("my-ext-ns"),
+                        "kube-root-ca.crt",
+                        json!({}),
+                    )],
+                },
+            ],
+            gaps: vec![],
+        }],
         issues: vec![DiscoveryIssue::ApiGroupUnavailable {
             group_version: "acme.io/v1".into(),
             message: "the server is currently unable to handle the request".into(),

@@ -376,7 +376,7 @@ fn proof_is_required_for_namespaces() {
         .find(|(id, a)| *id == PhaseId::Namespaces && a.target.name == "my-ext-ns")
         .map(|(_, a)| a.reason.clone())
         .unwrap_or_default();
-    assert!(reason.contains("InstallPlan whizard"), "{reason}");
+    assert!(reason.contains("InstallPlan my-ext"), "{reason}");
 }
 
 #[test]

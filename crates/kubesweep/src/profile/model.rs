@@ -136,7 +136,9 @@ pub struct NamespaceRules {
     #[serde(default)]
     pub delete_when: Vec<NamespaceProofRule>,
     /// Fields of platform custom resources naming namespaces the platform
-    /// created (e.g. an InstallPlan's target namespace): deleted.
+    /// may have created (e.g. an InstallPlan's target namespace). A name is
+    /// not a proof: such a namespace is deleted only when everything in it
+    /// is the platform's or a removed release's, else kept and cleaned.
     #[serde(default)]
     pub created_by: Vec<NamespaceFieldRule>,
     /// Label whose presence marks a user project (kept, cleaned).

@@ -19,7 +19,7 @@ impl Planner<'_> {
     /// executor's extension label on the namespace, and the names of
     /// platform custom resources naming the namespace by a `createdBy` rule
     /// (an InstallPlan is named after its extension).
-    fn extensions_by_namespace(&self) -> BTreeMap<String, BTreeSet<String>> {
+    pub(super) fn extensions_by_namespace(&self) -> BTreeMap<String, BTreeSet<String>> {
         let mut out: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
         let Some(rules) = &self.profile.helm_executor else {
             return out;
