@@ -23,11 +23,19 @@ use kubesweep_fixtures::harness::{cluster_lock, shared_client};
 use kubesweep_fixtures::{Role, footprint_objects, footprint_state};
 use serde_json::{Value, json};
 
+/// Whether `path` is an audit record (`apply` writes one next to the archive).
+fn is_audit(path: &Path) -> bool {
+    path.file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| n.starts_with("kubesweep-audit-") && n.ends_with(".jsonl"))
+}
+
 /// The one archive `apply` wrote into `dir`.
 fn only_archive(dir: &Path) -> PathBuf {
     let files: Vec<PathBuf> = std::fs::read_dir(dir)
         .expect("backup dir")
         .map(|e| e.expect("entry").path())
+        .filter(|p| !is_audit(p))
         .collect();
     assert_eq!(
         files.len(),
@@ -35,6 +43,26 @@ fn only_archive(dir: &Path) -> PathBuf {
         "exactly one archive, no leftovers: {files:?}"
     );
     files.into_iter().next().expect("archive")
+}
+
+/// The lines of the one audit record `apply` wrote into `dir`.
+fn audit_lines(dir: &Path) -> Vec<Value> {
+    let audits: Vec<PathBuf> = std::fs::read_dir(dir)
+        .expect("backup dir")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| is_audit(p))
+        .collect();
+    assert_eq!(audits.len(), 1, "one audit record: {audits:?}");
+    assert_eq!(
+        mode(&audits[0]),
+        0o600,
+        "the audit record names every object"
+    );
+    std::fs::read_to_string(&audits[0])
+        .expect("read audit")
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("audit line {l}: {e}")))
+        .collect()
 }
 
 fn mode(path: &Path) -> u32 {
@@ -128,6 +156,7 @@ async fn apply_backs_up_first_and_restore_brings_everything_back() {
         .expect("read before");
     let dir = tempfile::tempdir().expect("tempdir");
     let backups = dir.path().join("backups");
+    let before_state = footprint_state(&client, &footprint).await.expect("state");
 
     let apply = kubesweep(&["apply", "--yes", "--backup-dir", utf8(&backups)]);
     assert_eq!(apply.status.code(), Some(0), "{}", explain(&apply));
@@ -140,6 +169,47 @@ async fn apply_backs_up_first_and_restore_brings_everything_back() {
     );
     let archive = only_archive(&backups);
     assert_eq!(mode(&archive), 0o600, "the archive holds Secrets");
+    // The audit record: one line per write, each naming object, UID,
+    // operation, the plan's reason and the result; all of them done here,
+    // and every platform object that is gone now has its line.
+    let audit = audit_lines(&backups);
+    assert!(!audit.is_empty());
+    for line in &audit {
+        for field in [
+            "time",
+            "phase",
+            "kind",
+            "name",
+            "uid",
+            "operation",
+            "reason",
+            "result",
+        ] {
+            assert!(!line[field].is_null(), "{field} missing in {line}");
+        }
+        assert!(
+            matches!(line["result"].as_str(), Some("done" | "already-gone")),
+            "{line}"
+        );
+    }
+    let audited_uids: std::collections::HashSet<&str> =
+        audit.iter().filter_map(|l| l["uid"].as_str()).collect();
+    let after_apply = footprint_state(&client, &footprint).await.expect("state");
+    for object in footprint.with_role(Role::Platform) {
+        let key = object.key.to_string();
+        if after_apply[&key].is_none()
+            && let Some(Some((uid, _))) = before_state.get(&key)
+            && object.key.kind != "Namespace"
+        {
+            // Objects inside a deleted namespace go with it: no write of ours.
+            if object.key.namespace.is_none() {
+                assert!(
+                    audited_uids.contains(uid.as_str()),
+                    "no audit line for {key}"
+                );
+            }
+        }
+    }
 
     let inspect = kubesweep(&["backup", "inspect", utf8(&archive), "-o", "json"]);
     assert_eq!(inspect.status.code(), Some(0), "{}", explain(&inspect));
