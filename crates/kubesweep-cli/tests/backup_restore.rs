@@ -160,15 +160,40 @@ async fn apply_backs_up_first_and_restore_brings_everything_back() {
 
     let apply = kubesweep(&["apply", "--yes", "--backup-dir", utf8(&backups)]);
     assert_eq!(apply.status.code(), Some(0), "{}", explain(&apply));
-    let stderr = String::from_utf8_lossy(&apply.stderr);
-    let backup_line = stderr.find("backup: ").expect("backup reported");
-    let applying = stderr.find("phase started").unwrap_or(usize::MAX);
-    assert!(
-        backup_line < applying,
-        "the backup must precede the first phase:\n{stderr}"
-    );
     let archive = only_archive(&backups);
     assert_eq!(mode(&archive), 0o600, "the archive holds Secrets");
+    // The backup came before the first change: every archived object of the
+    // footprint is the version seen before `apply` ran (same UID, same
+    // resourceVersion), not one a phase had already patched.
+    let stored = kubesweep::backup::read_backup(&archive, None).expect("read the archive");
+    let mut compared = 0;
+    for object in &stored.objects {
+        let entry = &object.entry;
+        let key = footprint
+            .objects
+            .iter()
+            .find(|o| {
+                o.key.kind == entry.kind
+                    && o.key.api_version.rsplit_once('/').map_or("", |(g, _)| g)
+                        == entry.resource.group
+                    && o.key.name == entry.name
+                    && o.key.namespace == entry.namespace
+            })
+            .map(|o| o.key.to_string());
+        let Some(Some(Some((uid, rv)))) = key.map(|k| before_state.get(&k).cloned()) else {
+            continue;
+        };
+        assert_eq!(entry.uid, uid, "{}", entry.name);
+        assert_eq!(
+            object.object["metadata"]["resourceVersion"].as_str(),
+            Some(rv.as_str()),
+            "{} {} was archived after it changed",
+            entry.kind,
+            entry.name
+        );
+        compared += 1;
+    }
+    assert!(compared > 50, "only {compared} archived objects compared");
     // The audit record: one line per write, each naming object, UID,
     // operation, the plan's reason and the result; all of them done here,
     // and every platform object that is gone now has its line.

@@ -77,6 +77,31 @@ pub fn cluster_lock() -> ClusterLock {
     ClusterLock { _file: file }
 }
 
+/// Held by a test that needs the shared cluster healthy (discovery working,
+/// namespaces deleted by the controller) while it runs; released on drop.
+#[derive(Debug)]
+pub struct ClusterShare {
+    _file: std::fs::File,
+}
+
+/// A shared hold on the lock [`cluster_lock`] takes exclusively: tests that
+/// break the cluster for a moment (an unavailable APIService stops every
+/// namespace deletion and every full discovery) wait for these to finish,
+/// and these wait for them, while tests holding shares run in parallel.
+pub fn cluster_share() -> ClusterShare {
+    let kubeconfig = std::path::PathBuf::from(kubeconfig_path());
+    let path = kubeconfig.with_file_name("kubesweep-tests.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .unwrap_or_else(|e| panic!("cannot open the cluster lock {}: {e}", path.display()));
+    file.lock_shared()
+        .unwrap_or_else(|e| panic!("cannot share the cluster lock {}: {e}", path.display()));
+    ClusterShare { _file: file }
+}
+
 /// A control plane of a test's own: etcd, kube-apiserver and
 /// kube-controller-manager started by `testenv/cluster up` in a fresh state
 /// directory, stopped (`down`) and its directory removed on drop (kept, and

@@ -27,7 +27,7 @@ use kubesweep::plan::{
 use kubesweep::preflight::{self, Permission};
 use kubesweep::resource::{ObjectRef, ResourceType};
 use kubesweep::retry::RetryPolicy;
-use kubesweep_fixtures::harness::{cluster_lock, shared_config, unique_name};
+use kubesweep_fixtures::harness::{cluster_lock, cluster_share, shared_config, unique_name};
 use serde_json::json;
 
 async fn client() -> Client {
@@ -290,6 +290,7 @@ async fn profile_discovery_reports_a_broken_group_as_an_issue() {
 
 #[tokio::test]
 async fn paged_list_returns_every_object_beyond_one_page() {
+    let _share = cluster_share();
     let client = client().await;
     let ns = unique_name("paging");
     create_namespace(&client, &ns).await;
@@ -326,6 +327,7 @@ async fn paged_list_returns_every_object_beyond_one_page() {
 
 #[tokio::test]
 async fn delete_with_a_stale_uid_is_refused_and_the_recreated_object_survives() {
+    let _share = cluster_share();
     let client = client().await;
     let ns = unique_name("stale");
     create_namespace(&client, &ns).await;
@@ -373,6 +375,7 @@ async fn delete_with_a_stale_uid_is_refused_and_the_recreated_object_survives() 
 
 #[tokio::test]
 async fn metadata_strip_removes_only_the_named_items_and_keeps_foreign_ones() {
+    let _share = cluster_share();
     let client = client().await;
     let ns = unique_name("strip");
     create_namespace(&client, &ns).await;
@@ -424,6 +427,7 @@ async fn metadata_strip_removes_only_the_named_items_and_keeps_foreign_ones() {
 
 #[tokio::test]
 async fn a_patch_computed_from_a_stale_read_is_rejected_by_the_server() {
+    let _share = cluster_share();
     let client = client().await;
     let ns = unique_name("stalepatch");
     create_namespace(&client, &ns).await;
@@ -470,6 +474,7 @@ async fn a_patch_computed_from_a_stale_read_is_rejected_by_the_server() {
 
 #[tokio::test]
 async fn metadata_strip_under_concurrent_writers_re_reads_and_removes_only_its_items() {
+    let _share = cluster_share();
     let client = client().await;
     let ns = unique_name("race");
     create_namespace(&client, &ns).await;
@@ -545,6 +550,7 @@ async fn metadata_strip_under_concurrent_writers_re_reads_and_removes_only_its_i
 
 #[tokio::test]
 async fn custom_resource_with_finalizer_deleted_with_orphan_leaves_its_dependent() {
+    let _share = cluster_share();
     let client = client().await;
     let group = format!("{}.test.kubesweep.dev", unique_name("orphan"));
     let ns = unique_name("orphan");
@@ -625,6 +631,7 @@ async fn token_kubeconfig(token: &str) -> String {
 
 #[tokio::test]
 async fn connect_tells_rejected_from_insufficient_credentials() {
+    let _share = cluster_share();
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("bad-token");
     std::fs::write(&path, token_kubeconfig("not-a-valid-token").await).unwrap();
@@ -727,6 +734,7 @@ async fn service_account_client(client: &Client, ns: &str, sa: &str) -> Client {
 
 #[tokio::test]
 async fn permission_check_reports_what_a_restricted_service_account_lacks() {
+    let _share = cluster_share();
     let client = client().await;
     let ns = unique_name("perm");
     create_namespace(&client, &ns).await;
@@ -825,6 +833,7 @@ fn plan_for(cluster: ClusterIdentity, phases: Vec<Phase>) -> Plan {
 
 #[tokio::test]
 async fn executor_runs_phases_in_order_waits_and_reports() {
+    let _share = cluster_share();
     let client = client().await;
     let cluster = identity(&client).await;
     let group = format!("{}.test.kubesweep.dev", unique_name("exec"));
@@ -995,6 +1004,7 @@ async fn wait_for_namespace_condition(
 
 #[tokio::test]
 async fn finalize_refuses_a_namespace_whose_content_remains() {
+    let _share = cluster_share();
     let client = client().await;
     let name = unique_name("stuck-content");
     let ns = create_namespace(&client, &name).await;
@@ -1118,6 +1128,7 @@ async fn finalize_waits_for_a_broken_api_group_then_unblocks_the_empty_namespace
 /// checks what a 429 carries and that the retry wrapper rides it out.
 #[tokio::test]
 async fn throttled_requests_are_retried_until_they_succeed() {
+    let _share = cluster_share();
     let client = client().await;
     let ns = unique_name("throttle");
     create_namespace(&client, &ns).await;
