@@ -594,3 +594,92 @@ async fn keep_extensions_keeps_crds_the_extension_record_does_not_name() {
 
     clean(&client, home, &leftovers).await;
 }
+
+/// Item 7 (records only): a release with a record in a storage format
+/// kubesweep does not read (here a newer revision of Secret type
+/// `helm.sh/release.v2`, as a future Helm may write) is reported and left
+/// alone: its records, its objects and the namespace holding them stay,
+/// even though the namespace is otherwise proven the platform's.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_release_with_a_record_of_an_unknown_format_is_left_alone() {
+    use k8s_openapi::api::core::v1::Secret;
+    const EXT_NS: &str = "extension-fmt";
+    let _lock = cluster_lock();
+    let client = shared_client().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let home = dir.path();
+    let leftovers = Leftovers {
+        releases: &["extension-fmt/fmt"],
+        namespaces: &[EXT_NS],
+        crds: &[],
+        cluster_roles: &[],
+    };
+    clean(&client, home, &leftovers).await;
+    reset();
+    // A namespace the profile proves the platform's (prefix and label).
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let ns: Namespace = serde_json::from_value(json!({
+        "metadata": {"name": EXT_NS, "labels": {"kubesphere.io/extension-ref": "fmt"}}
+    }))
+    .expect("namespace");
+    namespaces
+        .create(&PostParams::default(), &ns)
+        .await
+        .expect("create namespace");
+    extension_chart(
+        home,
+        "fmt",
+        &[(
+            "templates/config.yaml",
+            format!(
+                "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: fmt-config, labels: {{{EXT_LABEL}}}}}\ndata: {{a: b}}\n"
+            ),
+        )],
+    );
+    helm_ok(
+        &["install", "fmt", &chart_path(home, "fmt"), "-n", EXT_NS],
+        home,
+    );
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), EXT_NS);
+    let v1 = secrets
+        .get("sh.helm.release.v1.fmt.v1")
+        .await
+        .expect("v1 record");
+    let v2: Secret = serde_json::from_value(json!({
+        "metadata": {"name": "sh.helm.release.v1.fmt.v2",
+                     "labels": {"owner": "helm", "name": "fmt", "status": "deployed", "version": "2"}},
+        "type": "helm.sh/release.v2",
+        "data": v1.data,
+    }))
+    .expect("secret");
+    secrets
+        .create(&PostParams::default(), &v2)
+        .await
+        .expect("create v2 record");
+    let configs: Api<ConfigMap> = Api::namespaced(client.clone(), EXT_NS);
+    let before = (
+        seen(&secrets, "sh.helm.release.v1.fmt.v1").await,
+        seen(&secrets, "sh.helm.release.v1.fmt.v2").await,
+        seen(&configs, "fmt-config").await,
+        seen(&namespaces, EXT_NS).await.0,
+    );
+
+    let out = kubesweep(&["apply", "--yes"]);
+    assert_applied_clean(&out);
+
+    let after = (
+        seen(&secrets, "sh.helm.release.v1.fmt.v1").await,
+        seen(&secrets, "sh.helm.release.v1.fmt.v2").await,
+        seen(&configs, "fmt-config").await,
+        seen(&namespaces, EXT_NS).await.0,
+    );
+    assert_eq!(after, before, "{}", explain(&out));
+    let ns = namespaces.get(EXT_NS).await.expect("namespace kept");
+    assert!(ns.metadata.deletion_timestamp.is_none());
+    // Helm 3 itself skips the unknown record: drop it, then clean up.
+    secrets
+        .delete("sh.helm.release.v1.fmt.v2", &Default::default())
+        .await
+        .expect("delete v2 record");
+    clean(&client, home, &leftovers).await;
+}

@@ -1246,7 +1246,7 @@ fn a_release_with_records_of_an_unknown_format_is_reported_and_never_touched() {
     let mut renamed = synthetic_record("demo", DEMO_NS, 3, "deployed", &manifest);
     renamed.metadata.name = Some("sh.helm.release.v2.demo.v3".into());
     renamed.data["type"] = json!("helm.sh/release.v2");
-    let inventory = demo_inventory(
+    let mut inventory = demo_inventory(
         vec![
             synthetic_record("demo", DEMO_NS, 1, "superseded", &manifest),
             newer,
@@ -1272,6 +1272,18 @@ fn a_release_with_records_of_an_unknown_format_is_reported_and_never_touched() {
         ]
     );
     assert_eq!(release.records.len(), 1, "only the v1 record is read");
+    // It carries the extension label, so it is also a kept object that
+    // would lose it: not this release's objects.
+    inventory.kept_objects = vec![crate::inventory::ObservedList {
+        resource: config_map_rt(),
+        objects: vec![obj(
+            "v1",
+            "ConfigMap",
+            Some(USER_NS),
+            "still-ours",
+            json!({"metadata": {"labels": {"kubesphere.io/extension-ref": "demo"}}}),
+        )],
+    }];
     for options in [
         PlanOptions::default(),
         PlanOptions {
@@ -1283,11 +1295,12 @@ fn a_release_with_records_of_an_unknown_format_is_reported_and_never_touched() {
         let touched: Vec<String> = p
             .actions()
             .filter(|(_, a)| {
+                let strip = matches!(a.operation, Operation::StripMetadata { .. });
                 a.target.namespace.as_deref() == Some(DEMO_NS)
-                    || a.target.name == DEMO_NS
+                    // Kept, the namespace loses only the platform's keys.
+                    || (a.target.name == DEMO_NS && !strip)
                     || a.target.name == "still-ours"
             })
-            .filter(|(_, a)| !matches!(a.operation, Operation::StripMetadata { .. }))
             .map(|(_, a)| a.target.to_string())
             .collect();
         assert!(touched.is_empty(), "{touched:?}");

@@ -115,6 +115,7 @@ impl<'a> Planner<'a> {
         self.namespaces();
         // Last: it needs to know every CRD the plan deletes.
         self.keep_extension_releases();
+        self.spare_unreadable_releases();
     }
 
     fn finish(self) -> Plan {

@@ -482,6 +482,32 @@ impl Planner<'_> {
     }
 }
 
+impl Planner<'_> {
+    /// Drops every action on a live object of a release with records in a
+    /// format kubesweep does not read, metadata strips included: what that
+    /// release is now is unknown, so its objects are left as they are.
+    /// Objects of the platform's own kinds are the exception: they go with
+    /// their CRDs whatever is done here.
+    pub(super) fn spare_unreadable_releases(&mut self) {
+        let spared: HashSet<&str> = self
+            .inventory
+            .helm
+            .releases
+            .iter()
+            .filter(|r| !r.unknown_records.is_empty())
+            .flat_map(|r| &r.live)
+            .filter(|l| !self.profile.owns_group(&l.resource.group))
+            .filter_map(|l| l.object.metadata.uid.as_deref())
+            .collect();
+        if spared.is_empty() {
+            return;
+        }
+        for actions in self.phases.values_mut() {
+            actions.retain(|a| !spared.contains(a.target.uid.as_str()));
+        }
+    }
+}
+
 /// Drops from the Helm phases every action on an object another phase acts
 /// on: that phase knows the object's kind better (webhooks first, finalizers
 /// stripped, namespaces by their rules). A metadata strip is no such action:
