@@ -32,4 +32,6 @@ pub use record::{
     decode_release_bytes, decode_stored_record, record_identity,
 };
 pub use rewrite::{GroupKind, RewrittenRelease, manifest_kinds, rewrite_release, strip_kinds};
-pub use select::{ReleaseKey, ReleaseSelection, SelectedRelease, select_releases};
+pub use select::{
+    ReleaseKey, ReleaseSelection, SelectedRelease, label_naming_release, select_releases,
+};

@@ -12,10 +12,9 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use super::manifest::ManifestObject;
 use super::observed::ObservedRelease;
 use crate::inventory::Inventory;
-use crate::profile::Profile;
+use crate::profile::{HelmRules, Profile};
 
 /// A release's namespace and name.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -173,9 +172,11 @@ pub fn select_releases(profile: &Profile, inventory: &Inventory) -> ReleaseSelec
     }
 
     for release in releases {
-        if let Some((label, object)) =
-            label_naming_release(&rules.labels, &rules.companion_suffixes, release)
-        {
+        let labelled = release
+            .objects
+            .iter()
+            .find_map(|o| label_naming_release(rules, &o.labels, &release.name).map(|l| (l, o)));
+        if let Some((label, object)) = labelled {
             select(
                 key(&release.namespace, &release.name),
                 format!(
@@ -192,9 +193,9 @@ pub fn select_releases(profile: &Profile, inventory: &Inventory) -> ReleaseSelec
     selection
 }
 
-/// The first object of `release`'s manifest that carries one of the
-/// platform's labels with a value naming the release itself (`<ext>` for
-/// release `<ext>`, or for a companion `<ext><suffix>`), with the label.
+/// The platform label (one of `rules.labels`) in `labels` whose value names
+/// release `release`: `<ext>` for release `<ext>`, or for a companion
+/// `<ext><suffix>`.
 ///
 /// The value, not the key alone, is the proof: KubeSphere's templates label
 /// every object of extension `<ext>` with `kubesphere.io/extension-ref=<ext>`
@@ -202,23 +203,23 @@ pub fn select_releases(profile: &Profile, inventory: &Inventory) -> ReleaseSelec
 /// `<ext>-agent`). Any chart may copy the label onto one object (to show it
 /// in the console, say); that does not make the whole release, and every
 /// other object in it, the platform's.
-fn label_naming_release<'a>(
-    labels: &'a [String],
-    suffixes: &[String],
-    release: &'a ObservedRelease,
-) -> Option<(&'a String, &'a ManifestObject)> {
+pub fn label_naming_release<'a>(
+    rules: &'a HelmRules,
+    labels: &BTreeMap<String, String>,
+    release: &str,
+) -> Option<&'a str> {
     let names_release = |value: &str| {
-        value == release.name
-            || suffixes
+        value == release
+            || rules
+                .companion_suffixes
                 .iter()
-                .any(|s| release.name.strip_suffix(s.as_str()) == Some(value))
+                .any(|s| release.strip_suffix(s.as_str()) == Some(value))
     };
-    release.objects.iter().find_map(|o| {
-        labels
-            .iter()
-            .find(|l| o.labels.get(l.as_str()).is_some_and(|v| names_release(v)))
-            .map(|l| (l, o))
-    })
+    rules
+        .labels
+        .iter()
+        .find(|l| labels.get(l.as_str()).is_some_and(|v| names_release(v)))
+        .map(String::as_str)
 }
 
 fn crd_kind(crd: &crate::inventory::CrdInventory) -> String {

@@ -223,16 +223,8 @@ impl Planner<'_> {
             return Some(proof);
         }
         let labels = meta.labels.as_ref()?;
-        let rules = &self.profile.helm;
-        rules.labels.iter().find_map(|l| {
-            let value = labels.get(l)?;
-            let names_release = *value == key.name
-                || rules
-                    .companion_suffixes
-                    .iter()
-                    .any(|s| key.name.strip_suffix(s.as_str()) == Some(value.as_str()));
-            names_release.then(|| format!("it carries the platform label {l}={value}"))
-        })
+        helm::label_naming_release(&self.profile.helm, labels, &key.name)
+            .map(|l| format!("it carries the platform label {l}={}", labels[l]))
     }
 
     fn helm_object(
