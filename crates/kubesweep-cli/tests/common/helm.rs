@@ -49,8 +49,23 @@ pub fn helm_ok(args: &[&str], home: &Path) -> String {
 }
 
 /// Every release in the cluster, whatever its state: `namespace/name`.
+/// Each state is asked for by name: Helm 4 dropped `-a`/`--all`.
 pub fn helm_releases(home: &Path) -> Vec<String> {
-    let out = helm_ok(&["list", "-A", "-a", "-o", "json"], home);
+    let out = helm_ok(
+        &[
+            "list",
+            "-A",
+            "--deployed",
+            "--failed",
+            "--pending",
+            "--superseded",
+            "--uninstalled",
+            "--uninstalling",
+            "-o",
+            "json",
+        ],
+        home,
+    );
     let list: Vec<serde_json::Value> = serde_json::from_str(&out).expect("helm list json");
     let mut names: Vec<String> = list
         .iter()
