@@ -15,6 +15,9 @@ use crate::profile::Profile;
 
 /// helm v3.22.0 `install` then `upgrade` of a small chart (Secret driver).
 const SECRET_RECORDS: &str = include_str!("../../tests/data/helm/capture-secret-driver.json");
+/// helm v4.3.2 `install` then `upgrade` of a small chart (Secret driver),
+/// read back through `kubesweep backup`: Helm 4's shape (`apply_method`).
+const HELM4_RECORDS: &str = include_str!("../../tests/data/helm/capture-helm4-secret-driver.json");
 /// helm v3.22.0 `install` with `HELM_DRIVER=configmap`.
 const CONFIGMAP_RECORDS: &str = include_str!("../../tests/data/helm/capture-configmap-driver.json");
 
@@ -61,6 +64,30 @@ fn real_secret_records_decode_and_the_deployed_revision_is_used() {
     assert_eq!(release.chart_crds.len(), 1);
     assert_eq!(release.chart_crds[0].name, "captures.capture.kubesphere.io");
     assert!(release.problems.is_empty(), "{:?}", release.problems);
+}
+
+#[test]
+fn real_helm_4_records_decode_and_the_latest_revision_is_used() {
+    let observed = summarise(records(HELM4_RECORDS, StorageDriver::Secret));
+    assert!(observed.unreadable.is_empty(), "{:?}", observed.unreadable);
+    let [release] = observed.releases.as_slice() else {
+        panic!("one release: {:?}", observed.releases);
+    };
+    assert!(release.unknown_records.is_empty());
+    assert_eq!((release.revision, release.status.as_str()), (2, "deployed"));
+    assert_eq!(release.records.len(), 2);
+    let objects: Vec<String> = release.objects.iter().map(|o| o.describe()).collect();
+    assert_eq!(objects, ["ConfigMap capture4-config"]);
+    assert_eq!(release.chart_crds[0].name, "captures.capture4.example.org");
+    let inventory = Inventory {
+        helm: observed.clone(),
+        ..Inventory::default()
+    };
+    assert_eq!(
+        select_releases(&profile(), &inventory).selected.len(),
+        1,
+        "selected by its label naming it"
+    );
 }
 
 #[test]
