@@ -173,7 +173,9 @@ pub struct Inventory {
     /// longer exist and to report what was scanned).
     pub resource_types: Vec<ResourceType>,
     /// CRDs: at least every CRD the profile matches as owned or shared
-    /// ([`crate::profile::Profile::crd_role`]), with all their instances.
+    /// ([`crate::profile::Profile::crd_role`]), and every CRD a selected Helm
+    /// release brought, with all their instances (a release's CRD outside
+    /// the platform's groups goes only when no foreign instance uses it).
     pub crds: Vec<CrdInventory>,
     /// All namespaces (v1 Namespace).
     pub namespaces: Vec<DynamicObject>,

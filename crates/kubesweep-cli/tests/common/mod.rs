@@ -5,6 +5,8 @@
 // Each test binary compiles this module and uses a different subset of it.
 #![allow(dead_code)]
 
+pub mod helm;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 

@@ -325,7 +325,7 @@ async fn essential(
 /// Lists a CRD's instances at the best version: the storage version when it is
 /// served (no conversion needed for most objects, so a dead conversion webhook
 /// hurts least), else the discovery-preferred version, else any served one.
-async fn collect_crd(
+pub(super) async fn collect_crd(
     client: &Client,
     catalog: &ApiCatalog,
     crd: DynamicObject,

@@ -4,6 +4,9 @@
 //! the profile selects, reads every object of the manifest and every CRD of
 //! the chart's `crds/` as it lives in the cluster. A manifest has no UIDs:
 //! reading the live objects is what binds the plan's actions to them.
+//! The CRDs such a release brings outside the profile's groups (Gateway API,
+//! cert-manager...) have every instance listed too, into `inventory.crds`:
+//! whether another program uses them decides whether they may ever go.
 
 use futures::StreamExt;
 use kube::Client;
@@ -76,6 +79,46 @@ pub(crate) async fn collect(
         }
     }
     inventory.helm.releases = releases;
+    list_release_crd_instances(client, catalog, profile, inventory).await;
+}
+
+/// Lists the instances of every CRD a selected release brought that the
+/// profile does not match (those it matches are listed already).
+async fn list_release_crd_instances(
+    client: &Client,
+    catalog: &ApiCatalog,
+    profile: &Profile,
+    inventory: &mut Inventory,
+) {
+    let mut wanted: Vec<DynamicObject> = Vec::new();
+    for live in inventory.helm.releases.iter().flat_map(|r| &r.live) {
+        let crd = &live.object;
+        let is_crd = live.resource.group == "apiextensions.k8s.io"
+            && live.resource.kind == "CustomResourceDefinition";
+        let name = crd.metadata.name.as_deref().unwrap_or_default();
+        let group = crd
+            .data
+            .pointer("/spec/group")
+            .and_then(|g| g.as_str())
+            .unwrap_or_default();
+        let known = inventory.crds.iter().any(|c| c.name() == name)
+            || wanted
+                .iter()
+                .any(|w| w.metadata.name.as_deref() == Some(name));
+        if is_crd && !known && profile.crd_role(name, group).is_none() {
+            wanted.push(crd.clone());
+        }
+    }
+    let listed: Vec<_> = futures::stream::iter(wanted)
+        .map(|crd| super::collect::collect_crd(client, catalog, crd))
+        .buffer_unordered(GET_CONCURRENCY)
+        .collect()
+        .await;
+    for (crd, issue) in listed {
+        inventory.crds.push(crd);
+        inventory.issues.extend(issue);
+    }
+    inventory.crds.sort_by(|a, b| a.name().cmp(b.name()));
 }
 
 /// Reads the live objects of a selected release.

@@ -33,7 +33,10 @@ pub struct ObservedRelease {
     pub namespace: String,
     /// Storage driver of its records.
     pub driver: Option<StorageDriver>,
-    /// Revision whose manifest is used: the newest `deployed` one, else the newest.
+    /// Revision whose manifest is used: the latest, whatever its state, as
+    /// `helm uninstall` does (a newer `failed` or `pending-*` revision may
+    /// name objects the last `deployed` one does not); how far its word goes
+    /// depends on that state ([`super::ownership::record_trust`]).
     pub revision: i64,
     /// `info.status` of that revision.
     pub status: String,
@@ -56,6 +59,12 @@ pub struct ObservedRelease {
     /// The kinds each decoded record's manifest names, by record name: a
     /// kept release's records are rewritten when they name a removed kind.
     pub record_kinds: BTreeMap<String, Vec<GroupKind>>,
+    /// Records of a storage format kubesweep does not read (a Secret type
+    /// other than `helm.sh/release.v1`, a name `sh.helm.release.v2.*`...),
+    /// as `name (type)`: a newer Helm wrote them, so what the release is now
+    /// is unknown; the release is reported and left alone, these records
+    /// are never touched (they are not in `records`).
+    pub unknown_records: Vec<String>,
 }
 
 /// A release's object as it exists in the cluster.
@@ -83,12 +92,36 @@ pub struct UnreadableRecord {
     pub message: String,
 }
 
+/// Name prefix of the records Helm 3 (and Helm 4, still) writes.
+const RECORD_PREFIX: &str = "sh.helm.release.v1.";
+
+/// The format of a record kubesweep does not read, or `None` for a
+/// `helm.sh/release.v1` record or an object that is no record at all.
+fn unknown_format(object: &DynamicObject, name: &str) -> Option<String> {
+    let secret_type = object.data.get("type").and_then(serde_json::Value::as_str);
+    match secret_type {
+        Some(t) if t.starts_with("helm.sh/release.") && t != super::record::RELEASE_SECRET_TYPE => {
+            return Some(format!("type {t}"));
+        }
+        _ => {}
+    }
+    let other_version = name.starts_with("sh.helm.release.") && !name.starts_with(RECORD_PREFIX);
+    other_version.then(|| {
+        let version = name
+            .trim_start_matches("sh.helm.release.")
+            .split('.')
+            .next()
+            .unwrap_or_default();
+        format!("storage format {version}")
+    })
+}
+
 /// Groups decoded records by release and picks the revision to act on. Pure.
 pub fn summarise(records: Vec<(StorageDriver, DynamicObject)>) -> HelmInventory {
     let mut out = HelmInventory::default();
     let mut by_release: BTreeMap<(String, String), ObservedRelease> = BTreeMap::new();
-    // (release key) -> (is deployed, revision) of the record chosen so far.
-    let mut chosen: BTreeMap<(String, String), (bool, i64)> = BTreeMap::new();
+    // (release key) -> revision of the record chosen so far.
+    let mut chosen: BTreeMap<(String, String), i64> = BTreeMap::new();
     for (driver, mut object) in records {
         let namespace = object.metadata.namespace.clone().unwrap_or_default();
         let record_name = object.metadata.name.clone().unwrap_or_default();
@@ -97,8 +130,24 @@ pub fn summarise(records: Vec<(StorageDriver, DynamicObject)>) -> HelmInventory 
             StorageDriver::ConfigMap => "ConfigMap",
         };
         // Helm names records `sh.helm.release.v1.<release>.v<N>`; other
-        // objects labelled owner=helm are not records.
-        if !record_name.starts_with("sh.helm.release.v1.") {
+        // objects labelled owner=helm are not records, except the records of
+        // a storage format this version does not know.
+        if let Some(format) = unknown_format(&object, &record_name) {
+            if let Some((release, _)) = super::record::record_identity(&object) {
+                by_release
+                    .entry((namespace.clone(), release.clone()))
+                    .or_insert_with(|| ObservedRelease {
+                        name: release,
+                        namespace: namespace.clone(),
+                        driver: Some(driver),
+                        ..ObservedRelease::default()
+                    })
+                    .unknown_records
+                    .push(format!("{record_name} ({format})"));
+            }
+            continue;
+        }
+        if !record_name.starts_with(RECORD_PREFIX) {
             continue;
         }
         // Items of a LIST carry no kind; the driver says which it is.
@@ -152,15 +201,13 @@ pub fn summarise(records: Vec<(StorageDriver, DynamicObject)>) -> HelmInventory 
             record_name.clone(),
             manifest_kinds(&record.manifest).into_iter().collect(),
         );
-        let deployed = record.status == "deployed";
-        let better = match chosen.get(&key) {
-            None => true,
-            Some(&(was_deployed, revision)) => {
-                (deployed, record.version) > (was_deployed, revision)
-            }
-        };
+        // The latest revision, as `helm uninstall` takes it: not the newest
+        // `deployed` one, which may miss what a later failed upgrade created.
+        let better = chosen
+            .get(&key)
+            .is_none_or(|&revision| record.version > revision);
         if better {
-            chosen.insert(key, (deployed, record.version));
+            chosen.insert(key, record.version);
             let (objects, mut problems) = super::manifest::parse_manifest(&record.manifest);
             let (chart_crds, crd_problems) = super::manifest::chart_crds(&record.crd_files);
             problems.extend(crd_problems);

@@ -336,6 +336,29 @@ mod tests {
         ));
     }
 
+    /// The shape Helm 4 writes (still `helm.sh/release.v1`): empty time
+    /// fields omitted, `apply_method`, hooks with `last_run`. Synthetic (no
+    /// Helm 4 in testenv yet), after Helm 4's release struct: it pins that
+    /// the fields kubesweep reads are where they were and that the new ones
+    /// are ignored.
+    #[test]
+    fn decodes_the_record_shape_helm_4_writes() {
+        let helm4 = r#"{"name":"r","namespace":"ns","version":2,"apply_method":"ssa",
+            "info":{"status":"deployed","description":"Upgrade complete"},
+            "chart":{"metadata":{"name":"c","version":"2.0.0","apiVersion":"v2"}},
+            "hooks":[{"name":"h","kind":"Job","path":"c/templates/h.yaml","manifest":"kind: Job",
+                      "events":["post-install"],
+                      "last_run":{"started_at":"2026-01-01T00:00:00Z","completed_at":"2026-01-01T00:00:01Z","phase":"Succeeded"}}],
+            "manifest":"---\nkind: ConfigMap\n"}"#;
+        let record = decode_release(encode(helm4.as_bytes()).as_bytes()).expect("decode");
+        assert_eq!(
+            (record.name.as_str(), record.version, record.status.as_str()),
+            ("r", 2, "deployed")
+        );
+        assert_eq!(record.chart_version, "2.0.0");
+        assert_eq!(record.manifest, "---\nkind: ConfigMap\n");
+    }
+
     #[test]
     fn gzip_bomb_is_refused() {
         let huge = vec![b' '; (MAX_RELEASE_BYTES + 10) as usize];

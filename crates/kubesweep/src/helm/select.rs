@@ -1,8 +1,10 @@
 //! Which Helm releases are the platform's: by exact name (the platform's own
 //! release, e.g. `ks-core`), as named by platform custom resources (an
 //! InstallPlan's `status.releaseName` in `status.targetNamespace`, and its
-//! companion `<release>-agent`), or because objects of its manifest carry a
-//! label only the platform writes (`kubesphere.io/extension-ref`).
+//! companion `<release>-agent`), or because an object of its manifest carries
+//! a label only the platform writes (`kubesphere.io/extension-ref`) whose
+//! value names the release (see [`label_naming_release`]: the key alone on
+//! one object proves nothing about the rest of a release).
 //! Releases named for member clusters are reported, not selected: they live
 //! in other clusters.
 
@@ -12,7 +14,7 @@ use serde_json::Value;
 
 use super::observed::ObservedRelease;
 use crate::inventory::Inventory;
-use crate::profile::Profile;
+use crate::profile::{HelmRules, Profile};
 
 /// A release's namespace and name.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -170,19 +172,16 @@ pub fn select_releases(profile: &Profile, inventory: &Inventory) -> ReleaseSelec
     }
 
     for release in releases {
-        let label = release.objects.iter().find_map(|o| {
-            rules
-                .labels
-                .iter()
-                .find(|l| o.labels.contains_key(l.as_str()))
-                .map(|l| (l, o))
-        });
-        if let Some((label, object)) = label {
+        let labelled = release
+            .objects
+            .iter()
+            .find_map(|o| label_naming_release(rules, &o.labels, &release.name).map(|l| (l, o)));
+        if let Some((label, object)) = labelled {
             select(
                 key(&release.namespace, &release.name),
                 format!(
-                    "its {} {} carries the platform label {label}",
-                    object.kind, object.name
+                    "its {} {} carries the platform label {label}={}, which names the release",
+                    object.kind, object.name, object.labels[label]
                 ),
                 false,
             );
@@ -192,6 +191,35 @@ pub fn select_releases(profile: &Profile, inventory: &Inventory) -> ReleaseSelec
     members.dedup();
     selection.member_releases = members;
     selection
+}
+
+/// The platform label (one of `rules.labels`) in `labels` whose value names
+/// release `release`: `<ext>` for release `<ext>`, or for a companion
+/// `<ext><suffix>`.
+///
+/// The value, not the key alone, is the proof: KubeSphere's templates label
+/// every object of extension `<ext>` with `kubesphere.io/extension-ref=<ext>`
+/// and its executor installs that extension as release `<ext>` (and
+/// `<ext>-agent`). Any chart may copy the label onto one object (to show it
+/// in the console, say); that does not make the whole release, and every
+/// other object in it, the platform's.
+pub fn label_naming_release<'a>(
+    rules: &'a HelmRules,
+    labels: &BTreeMap<String, String>,
+    release: &str,
+) -> Option<&'a str> {
+    let names_release = |value: &str| {
+        value == release
+            || rules
+                .companion_suffixes
+                .iter()
+                .any(|s| release.strip_suffix(s.as_str()) == Some(value))
+    };
+    rules
+        .labels
+        .iter()
+        .find(|l| labels.get(l.as_str()).is_some_and(|v| names_release(v)))
+        .map(String::as_str)
 }
 
 fn crd_kind(crd: &crate::inventory::CrdInventory) -> String {

@@ -15,6 +15,9 @@ use crate::profile::Profile;
 
 /// helm v3.22.0 `install` then `upgrade` of a small chart (Secret driver).
 const SECRET_RECORDS: &str = include_str!("../../tests/data/helm/capture-secret-driver.json");
+/// helm v4.3.2 `install` then `upgrade` of a small chart (Secret driver),
+/// read back through `kubesweep backup`: Helm 4's shape (`apply_method`).
+const HELM4_RECORDS: &str = include_str!("../../tests/data/helm/capture-helm4-secret-driver.json");
 /// helm v3.22.0 `install` with `HELM_DRIVER=configmap`.
 const CONFIGMAP_RECORDS: &str = include_str!("../../tests/data/helm/capture-configmap-driver.json");
 
@@ -61,6 +64,30 @@ fn real_secret_records_decode_and_the_deployed_revision_is_used() {
     assert_eq!(release.chart_crds.len(), 1);
     assert_eq!(release.chart_crds[0].name, "captures.capture.kubesphere.io");
     assert!(release.problems.is_empty(), "{:?}", release.problems);
+}
+
+#[test]
+fn real_helm_4_records_decode_and_the_latest_revision_is_used() {
+    let observed = summarise(records(HELM4_RECORDS, StorageDriver::Secret));
+    assert!(observed.unreadable.is_empty(), "{:?}", observed.unreadable);
+    let [release] = observed.releases.as_slice() else {
+        panic!("one release: {:?}", observed.releases);
+    };
+    assert!(release.unknown_records.is_empty());
+    assert_eq!((release.revision, release.status.as_str()), (2, "deployed"));
+    assert_eq!(release.records.len(), 2);
+    let objects: Vec<String> = release.objects.iter().map(|o| o.describe()).collect();
+    assert_eq!(objects, ["ConfigMap capture4-config"]);
+    assert_eq!(release.chart_crds[0].name, "captures.capture4.example.org");
+    let inventory = Inventory {
+        helm: observed.clone(),
+        ..Inventory::default()
+    };
+    assert_eq!(
+        select_releases(&profile(), &inventory).selected.len(),
+        1,
+        "selected by its label naming it"
+    );
 }
 
 #[test]
@@ -129,6 +156,13 @@ proptest! {
     }
 }
 
+/// Metadata of an object Helm installed for release `name` in `ns`: Helm's
+/// ownership annotations, as helm 3.2+ writes them on every object.
+fn helm_owned(name: &str, ns: &str) -> Value {
+    json!({"metadata": {"annotations": {
+        RELEASE_NAME_ANNOTATION: name, RELEASE_NAMESPACE_ANNOTATION: ns}}})
+}
+
 /// The captured release, selected because its objects carry the extension
 /// label, with its live objects as discovery reads them.
 fn inventory_with_release(extra_live: Vec<LiveObject>) -> Inventory {
@@ -145,7 +179,7 @@ fn inventory_with_release(extra_live: Vec<LiveObject>) -> Inventory {
                 "ConfigMap",
                 Some("capture-ns"),
                 "capture-config",
-                json!({}),
+                helm_owned("capture", "capture-ns"),
             ),
             chart_crd: false,
         },
@@ -162,7 +196,7 @@ fn inventory_with_release(extra_live: Vec<LiveObject>) -> Inventory {
                 "ClusterRole",
                 None,
                 "capture-reader",
-                json!({}),
+                helm_owned("capture", "capture-ns"),
             ),
             chart_crd: false,
         },
@@ -187,7 +221,7 @@ fn selected_release_objects_then_records_are_planned() {
             "Deployment",
             Some("capture-ns"),
             "worker",
-            json!({}),
+            helm_owned("capture", "capture-ns"),
         ),
         chart_crd: false,
     };
@@ -198,7 +232,8 @@ fn selected_release_objects_then_records_are_planned() {
             "Secret",
             Some("capture-ns"),
             "keep-me",
-            json!({"metadata": {"annotations": {"helm.sh/resource-policy": "keep"}}}),
+            json!({"metadata": {"annotations": {"helm.sh/resource-policy": "keep",
+                RELEASE_NAME_ANNOTATION: "capture", RELEASE_NAMESPACE_ANNOTATION: "capture-ns"}}}),
         ),
         chart_crd: false,
     };
@@ -256,11 +291,14 @@ fn selected_release_objects_then_records_are_planned() {
         include_shared_crds: true,
         ..PlanOptions::default()
     };
-    let p = plan(
-        &profile(),
-        &inventory_with_release(vec![foreign_crd]),
-        &included,
-    );
+    // Included, and discovery listed its instances: none, so it goes.
+    let mut listed = inventory_with_release(vec![foreign_crd]);
+    listed.crds.push(crd(
+        rt("example.com", "v1alpha1", "Gadget", "gadgets", true),
+        vec![],
+        json!({}),
+    ));
+    let p = plan(&profile(), &listed, &included);
     assert_eq!(
         phase_names(&p, PhaseId::Crds),
         ["customresourcedefinitions.apiextensions.k8s.io/gadgets.example.com"]
@@ -327,7 +365,8 @@ fn objects_other_phases_handle_are_left_to_them() {
     );
 }
 
-/// A Secret record as Helm writes it, for a release whose manifest is given.
+/// A Secret record as Helm writes it, for a release whose manifest is given
+/// and whose chart ships `widgets.demo.kubesphere.io` in `crds/`.
 fn synthetic_record(
     name: &str,
     ns: &str,
@@ -335,14 +374,42 @@ fn synthetic_record(
     status: &str,
     manifest: &str,
 ) -> DynamicObject {
+    synthetic_record_with_crds(
+        name,
+        ns,
+        version,
+        status,
+        manifest,
+        &["widgets.demo.kubesphere.io"],
+    )
+}
+
+/// [`synthetic_record`] with the chart's `crds/` holding `crds` (`plural.group`).
+fn synthetic_record_with_crds(
+    name: &str,
+    ns: &str,
+    version: i64,
+    status: &str,
+    manifest: &str,
+    crds: &[&str],
+) -> DynamicObject {
     use base64::Engine;
     use std::io::Write;
+    let files: Vec<Value> = crds
+        .iter()
+        .map(|crd| {
+            let group = crd.split_once('.').map(|(_, g)| g).unwrap_or_default();
+            let text = format!(
+                "apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\nmetadata: {{name: {crd}}}\nspec: {{group: {group}}}\n"
+            );
+            json!({"name": format!("crds/{crd}.yaml"),
+                   "data": base64::engine::general_purpose::STANDARD.encode(text)})
+        })
+        .collect();
     let release = json!({
         "name": name, "namespace": ns, "version": version,
         "info": {"status": status},
-        "chart": {"metadata": {"name": name, "version": "1.0.0"},
-                  "files": [{"name": "crds/widgets.yaml", "data": base64::engine::general_purpose::STANDARD.encode(
-                      "apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\nmetadata: {name: widgets.demo.kubesphere.io}\nspec: {group: demo.kubesphere.io}\n")}]},
+        "chart": {"metadata": {"name": name, "version": "1.0.0"}, "files": files},
         "manifest": manifest,
     });
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
@@ -682,4 +749,639 @@ fn release_objects_in_a_kept_namespace_are_deleted_not_only_stripped() {
         matches!(on_config.as_slice(), [(PhaseId::HelmReleases, op)] if op.deletes()),
         "{on_config:?}"
     );
+}
+
+// Ownership under ambiguity (issue 9, items 5, 6, 8, 9): a record names
+// objects, it does not prove they are still the release's.
+
+const DEMO_NS: &str = "extension-demo";
+const USER_NS: &str = "user-project";
+
+fn config_map_rt() -> crate::resource::ResourceType {
+    rt("", "v1", "ConfigMap", "configmaps", true)
+}
+
+fn live(resource: crate::resource::ResourceType, object: DynamicObject) -> LiveObject {
+    LiveObject {
+        resource,
+        object,
+        chart_crd: false,
+    }
+}
+
+fn manifest_doc(api: &str, kind: &str, ns: Option<&str>, name: &str) -> String {
+    let ns = ns
+        .map(|n| format!("\n  namespace: {n}"))
+        .unwrap_or_default();
+    format!("---\napiVersion: {api}\nkind: {kind}\nmetadata:\n  name: {name}{ns}\n")
+}
+
+/// Release `demo` (records given), named by an InstallPlan, whose live
+/// objects are `live`; a user project `user-project` beside it.
+fn demo_inventory(records: Vec<DynamicObject>, live: Vec<LiveObject>) -> Inventory {
+    let installplan = obj(
+        "kubesphere.io/v1alpha1",
+        "InstallPlan",
+        None,
+        "demo",
+        json!({"status": {"releaseName": "demo", "targetNamespace": DEMO_NS}}),
+    );
+    let mut inventory = Inventory {
+        helm: summarise(
+            records
+                .into_iter()
+                .map(|r| (StorageDriver::Secret, r))
+                .collect(),
+        ),
+        crds: vec![crd(
+            rt(
+                "kubesphere.io",
+                "v1alpha1",
+                "InstallPlan",
+                "installplans",
+                false,
+            ),
+            vec![installplan],
+            json!({}),
+        )],
+        namespaces: vec![
+            // Proven the platform's by the profile's rule (prefix and label).
+            namespace(
+                DEMO_NS,
+                json!({"metadata": {"labels": {"kubesphere.io/extension-ref": "demo"}}}),
+            ),
+            namespace(
+                USER_NS,
+                json!({"metadata": {"labels": {"kubesphere.io/workspace": "ws"}}}),
+            ),
+        ],
+        ..Inventory::default()
+    };
+    if let Some(demo) = inventory
+        .helm
+        .releases
+        .iter_mut()
+        .find(|r| r.name == "demo")
+    {
+        demo.live = live;
+    }
+    inventory
+}
+
+fn deleted(p: &crate::plan::Plan) -> Vec<String> {
+    p.actions()
+        .filter(|(_, a)| a.operation.deletes())
+        .map(|(_, a)| a.target.to_string())
+        .collect()
+}
+
+fn findings(p: &crate::plan::Plan) -> Vec<String> {
+    p.findings.iter().map(ToString::to_string).collect()
+}
+
+#[test]
+fn release_claim_needs_both_annotations_naming_the_release() {
+    let meta = |annotations: Value| {
+        obj(
+            "v1",
+            "ConfigMap",
+            Some("ns"),
+            "c",
+            json!({"metadata": {"annotations": annotations}}),
+        )
+        .metadata
+    };
+    let key = ReleaseKey {
+        namespace: "ns".into(),
+        name: "r".into(),
+    };
+    let other = |ns: &str, name: &str| {
+        ReleaseClaim::Other(ReleaseKey {
+            namespace: ns.into(),
+            name: name.into(),
+        })
+    };
+    let cases = [
+        (
+            json!({RELEASE_NAME_ANNOTATION: "r", RELEASE_NAMESPACE_ANNOTATION: "ns"}),
+            ReleaseClaim::Ours,
+        ),
+        (
+            json!({RELEASE_NAME_ANNOTATION: "x", RELEASE_NAMESPACE_ANNOTATION: "ns"}),
+            other("ns", "x"),
+        ),
+        (
+            json!({RELEASE_NAME_ANNOTATION: "r", RELEASE_NAMESPACE_ANNOTATION: "other"}),
+            other("other", "r"),
+        ),
+        (json!({RELEASE_NAME_ANNOTATION: "x"}), other("?", "x")),
+        (
+            json!({RELEASE_NAME_ANNOTATION: "r"}),
+            ReleaseClaim::Unclaimed,
+        ),
+        (json!({"team": "a"}), ReleaseClaim::Unclaimed),
+    ];
+    for (annotations, expected) in cases {
+        assert_eq!(
+            release_claim(&meta(annotations.clone()), &key),
+            expected,
+            "{annotations}"
+        );
+    }
+}
+
+#[test]
+fn objects_another_release_took_over_or_nothing_proves_are_skipped_and_reported() {
+    let manifest = [
+        manifest_doc(
+            "rbac.authorization.k8s.io/v1",
+            "ClusterRole",
+            None,
+            "demo-reader",
+        ),
+        manifest_doc(
+            "rbac.authorization.k8s.io/v1",
+            "ClusterRole",
+            None,
+            "taken-reader",
+        ),
+        manifest_doc("v1", "ConfigMap", Some(USER_NS), "plain-config"),
+        manifest_doc("v1", "ConfigMap", Some(USER_NS), "labelled-config"),
+    ]
+    .concat();
+    let role = |name: &str, extra: Value| {
+        obj(
+            "rbac.authorization.k8s.io/v1",
+            "ClusterRole",
+            None,
+            name,
+            extra,
+        )
+    };
+    // Taken over by release apps/other with --take-ownership: the claim
+    // changed, the extension label the old chart set is still there.
+    let taken = role(
+        "taken-reader",
+        json!({"metadata": {
+            "labels": {"kubesphere.io/extension-ref": "demo"},
+            "annotations": {RELEASE_NAME_ANNOTATION: "other", RELEASE_NAMESPACE_ANNOTATION: "apps"}}}),
+    );
+    let objects = vec![
+        live(
+            crate::inventory::types::cluster_role(),
+            role("demo-reader", helm_owned("demo", DEMO_NS)),
+        ),
+        live(crate::inventory::types::cluster_role(), taken.clone()),
+        live(
+            config_map_rt(),
+            obj("v1", "ConfigMap", Some(USER_NS), "plain-config", json!({})),
+        ),
+        live(
+            config_map_rt(),
+            obj(
+                "v1",
+                "ConfigMap",
+                Some(USER_NS),
+                "labelled-config",
+                json!({"metadata": {"labels": {"kubesphere.io/extension-ref": "demo"}}}),
+            ),
+        ),
+    ];
+    let other_release = synthetic_record(
+        "other",
+        "apps",
+        1,
+        "deployed",
+        &manifest_doc(
+            "rbac.authorization.k8s.io/v1",
+            "ClusterRole",
+            None,
+            "taken-reader",
+        ),
+    );
+    let mut inventory = demo_inventory(
+        vec![
+            synthetic_record("demo", DEMO_NS, 1, "deployed", &manifest),
+            other_release,
+        ],
+        objects,
+    );
+    // The platform's RBAC rule (the label) would match it too.
+    inventory.cluster_roles = vec![taken];
+    let p = plan(&profile(), &inventory, &PlanOptions::default());
+    let gone = deleted(&p);
+    for expected in [
+        "clusterroles.rbac.authorization.k8s.io/demo-reader",
+        "configmaps/user-project/labelled-config",
+    ] {
+        assert!(
+            gone.iter().any(|t| t == expected),
+            "{expected} not in {gone:?}"
+        );
+    }
+    for kept in ["taken-reader", "plain-config"] {
+        assert!(
+            !gone.iter().any(|t| t.ends_with(kept)),
+            "{kept} in {gone:?}"
+        );
+    }
+    let notes = findings(&p);
+    assert!(
+        notes
+            .iter()
+            .any(|f| f.contains("taken-reader") && f.contains("helm release apps/other")),
+        "{notes:?}"
+    );
+    assert!(
+        notes
+            .iter()
+            .any(|f| f.contains("plain-config") && f.contains("no Helm ownership annotations")),
+        "{notes:?}"
+    );
+
+    // Once release apps/other is gone, its claim decides nothing: the
+    // profile's label proof stands (a leftover of an uninstalled release).
+    inventory.helm.releases.retain(|r| r.name != "other");
+    let p = plan(&profile(), &inventory, &PlanOptions::default());
+    assert!(
+        deleted(&p)
+            .iter()
+            .any(|t| t == "clusterroles.rbac.authorization.k8s.io/taken-reader"),
+        "{:?}",
+        p.phases
+    );
+}
+
+#[test]
+fn the_latest_revision_is_acted_on_even_when_it_failed() {
+    let v1 = manifest_doc("v1", "ConfigMap", None, "a");
+    let v2 = [v1.clone(), manifest_doc("v1", "ConfigMap", None, "b")].concat();
+    let v3 = [v2.clone(), manifest_doc("v1", "ConfigMap", None, "c")].concat();
+    let observed = summarise(vec![
+        (
+            StorageDriver::Secret,
+            synthetic_record("demo", DEMO_NS, 1, "superseded", &v1),
+        ),
+        (
+            StorageDriver::Secret,
+            synthetic_record("demo", DEMO_NS, 2, "deployed", &v2),
+        ),
+        (
+            StorageDriver::Secret,
+            synthetic_record("demo", DEMO_NS, 3, "failed", &v3),
+        ),
+    ]);
+    let release = &observed.releases[0];
+    assert_eq!((release.revision, release.status.as_str()), (3, "failed"));
+    let names: Vec<&str> = release.objects.iter().map(|o| o.name.as_str()).collect();
+    assert_eq!(names, ["a", "b", "c"]);
+    assert_eq!(release.records.len(), 3);
+}
+
+#[test]
+fn an_uninstalled_record_deletes_only_records_and_a_superseded_one_only_annotated_objects() {
+    let manifest = [
+        manifest_doc("v1", "ConfigMap", Some(USER_NS), "app-config"),
+        manifest_doc("v1", "ConfigMap", Some(USER_NS), "still-ours"),
+    ]
+    .concat();
+    let objects = || {
+        vec![
+            // Created by the user since, under a name the history lists.
+            live(
+                config_map_rt(),
+                obj(
+                    "v1",
+                    "ConfigMap",
+                    Some(USER_NS),
+                    "app-config",
+                    json!({"metadata": {"labels": {"kubesphere.io/extension-ref": "demo"}}}),
+                ),
+            ),
+            live(
+                config_map_rt(),
+                obj(
+                    "v1",
+                    "ConfigMap",
+                    Some(USER_NS),
+                    "still-ours",
+                    helm_owned("demo", DEMO_NS),
+                ),
+            ),
+        ]
+    };
+    let uninstalled = demo_inventory(
+        vec![
+            synthetic_record("demo", DEMO_NS, 1, "superseded", &manifest),
+            synthetic_record("demo", DEMO_NS, 2, "uninstalled", &manifest),
+        ],
+        objects(),
+    );
+    let p = plan(&profile(), &uninstalled, &PlanOptions::default());
+    assert_eq!(
+        phase_names(&p, PhaseId::HelmRecords),
+        [
+            "secrets/extension-demo/sh.helm.release.v1.demo.v1",
+            "secrets/extension-demo/sh.helm.release.v1.demo.v2"
+        ]
+    );
+    assert!(
+        !deleted(&p)
+            .iter()
+            .any(|t| t.starts_with("configmaps/user-project")),
+        "{:?}",
+        deleted(&p)
+    );
+    let notes = findings(&p);
+    assert!(
+        notes
+            .iter()
+            .any(|f| f.contains("2 object(s)") && f.contains("uninstalled")),
+        "{notes:?}"
+    );
+
+    // The latest record left is `superseded`: only what is annotated as the
+    // release's goes, a label is not enough.
+    let superseded = demo_inventory(
+        vec![synthetic_record(
+            "demo",
+            DEMO_NS,
+            1,
+            "superseded",
+            &manifest,
+        )],
+        objects(),
+    );
+    let p = plan(&profile(), &superseded, &PlanOptions::default());
+    let gone = deleted(&p);
+    assert!(
+        gone.contains(&"configmaps/user-project/still-ours".to_owned()),
+        "{gone:?}"
+    );
+    assert!(
+        !gone.contains(&"configmaps/user-project/app-config".to_owned()),
+        "{gone:?}"
+    );
+}
+
+#[test]
+fn the_label_rule_selects_a_release_only_when_the_label_names_it() {
+    let labelled = |name: &str, value: &str| {
+        format!(
+            "---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\n  labels: {{kubesphere.io/extension-ref: {value}}}\n"
+        )
+    };
+    let unlabelled = manifest_doc("apps/v1", "Deployment", None, "web");
+    let inventory = Inventory {
+        helm: summarise(
+            [
+                // A user's chart that shows one ConfigMap in the console.
+                synthetic_record(
+                    "shop",
+                    "apps",
+                    1,
+                    "deployed",
+                    &[labelled("console-entry", "demo"), unlabelled.clone()].concat(),
+                ),
+                synthetic_record("demo", DEMO_NS, 1, "deployed", &labelled("cfg", "demo")),
+                synthetic_record(
+                    "demo-agent",
+                    DEMO_NS,
+                    1,
+                    "deployed",
+                    &labelled("cfg", "demo"),
+                ),
+            ]
+            .into_iter()
+            .map(|r| (StorageDriver::Secret, r))
+            .collect(),
+        ),
+        ..Inventory::default()
+    };
+    let selection = select_releases(&profile(), &inventory);
+    let selected: Vec<String> = selection.selected.keys().map(ToString::to_string).collect();
+    assert_eq!(
+        selected,
+        ["extension-demo/demo", "extension-demo/demo-agent"]
+    );
+}
+
+/// `demo`'s chart brings `gateways.gateway.networking.k8s.io` (outside the
+/// platform's groups); the CRD as discovery listed it, with `instances`.
+fn gateway_inventory(instances: Vec<DynamicObject>, listed: bool) -> Inventory {
+    let gateway_rt = rt(
+        "gateway.networking.k8s.io",
+        "v1",
+        "Gateway",
+        "gateways",
+        true,
+    );
+    let mut gateways = crd(gateway_rt, instances, json!({}));
+    gateways.instances_listed = listed;
+    let mut inventory = demo_inventory(
+        vec![synthetic_record_with_crds(
+            "demo",
+            DEMO_NS,
+            1,
+            "deployed",
+            "",
+            &["gateways.gateway.networking.k8s.io"],
+        )],
+        vec![LiveObject {
+            resource: crate::inventory::types::crd(),
+            object: gateways.crd.clone(),
+            chart_crd: true,
+        }],
+    );
+    inventory.crds.push(gateways);
+    inventory
+}
+
+#[test]
+fn included_chart_crds_outside_the_platform_go_only_without_foreign_instances() {
+    const CRD: &str =
+        "customresourcedefinitions.apiextensions.k8s.io/gateways.gateway.networking.k8s.io";
+    let include = PlanOptions {
+        include_shared_crds: true,
+        ..PlanOptions::default()
+    };
+    let gateway = |ns: &str, name: &str, extra: Value| {
+        obj(
+            "gateway.networking.k8s.io/v1",
+            "Gateway",
+            Some(ns),
+            name,
+            extra,
+        )
+    };
+    // A user's Gateway in their own project: the CRD stays.
+    let users = gateway_inventory(vec![gateway(USER_NS, "public", json!({}))], true);
+    let p = plan(&profile(), &users, &include);
+    assert!(!deleted(&p).contains(&CRD.to_owned()), "{:?}", deleted(&p));
+    assert!(
+        p.findings.iter().any(|f| matches!(f, Finding::SharedCrdKept { crd, foreign_instances, .. }
+            if crd == "gateways.gateway.networking.k8s.io" && foreign_instances == &["user-project/public"])),
+        "{:?}",
+        findings(&p)
+    );
+    // Instances that could not be listed: foreign use cannot be ruled out.
+    let p = plan(&profile(), &gateway_inventory(vec![], false), &include);
+    assert!(!deleted(&p).contains(&CRD.to_owned()));
+    // Never listed at all: kept too.
+    let mut unlisted = gateway_inventory(vec![], true);
+    unlisted
+        .crds
+        .retain(|c| c.group() != "gateway.networking.k8s.io");
+    assert!(!deleted(&plan(&profile(), &unlisted, &include)).contains(&CRD.to_owned()));
+    // Only the release's own Gateways (annotated, or in its namespace): it goes.
+    let own = gateway_inventory(
+        vec![
+            gateway(USER_NS, "demo-gw", helm_owned("demo", DEMO_NS)),
+            gateway(DEMO_NS, "internal", json!({})),
+        ],
+        true,
+    );
+    let p = plan(&profile(), &own, &include);
+    assert!(deleted(&p).contains(&CRD.to_owned()), "{:?}", findings(&p));
+    // And without --include-shared-crds, never.
+    let p = plan(&profile(), &own, &PlanOptions::default());
+    assert!(!deleted(&p).contains(&CRD.to_owned()));
+}
+
+#[test]
+fn keep_extensions_keeps_every_crd_not_proven_the_platforms_own() {
+    let ks_core = synthetic_record_with_crds(
+        "ks-core",
+        "kubesphere-system",
+        1,
+        "deployed",
+        "",
+        &["extras.kubesphere.io"],
+    );
+    let mut inventory = demo_inventory(
+        vec![
+            synthetic_record("demo", DEMO_NS, 1, "deployed", ""),
+            ks_core,
+        ],
+        vec![],
+    );
+    let platform_crd = |group: &str, kind: &str, plural: &str| {
+        crd(
+            rt(group, "v1alpha1", kind, plural, false),
+            vec![],
+            json!({}),
+        )
+    };
+    inventory.crds.extend([
+        // In ks-core's record (chart crds/).
+        platform_crd("kubesphere.io", "Extra", "extras"),
+        // In the demo extension's record: kept already before.
+        platform_crd("demo.kubesphere.io", "Widget", "widgets"),
+        // A subchart's crds/ or created at run time: in no record.
+        platform_crd("demo.kubesphere.io", "Gizmo", "gizmos"),
+    ]);
+    let crd_deleted = |p: &crate::plan::Plan, name: &str| {
+        deleted(p).contains(&format!(
+            "customresourcedefinitions.apiextensions.k8s.io/{name}"
+        ))
+    };
+    let keep = PlanOptions {
+        keep_extensions: true,
+        ..PlanOptions::default()
+    };
+    let p = plan(&profile(), &inventory, &keep);
+    // ks-core's own (its record, the profile's list of what it ships) go...
+    assert!(crd_deleted(&p, "extras.kubesphere.io"));
+    assert!(crd_deleted(&p, "installplans.kubesphere.io"));
+    // ...the extension's stay, whether its record names them or not.
+    assert!(!crd_deleted(&p, "widgets.demo.kubesphere.io"));
+    assert!(!crd_deleted(&p, "gizmos.demo.kubesphere.io"));
+    assert!(
+        findings(&p)
+            .iter()
+            .any(|f| f.contains("gizmos.demo.kubesphere.io") && f.contains("not proven")),
+        "{:?}",
+        findings(&p)
+    );
+    // Without the option, every platform CRD goes.
+    let p = plan(&profile(), &inventory, &PlanOptions::default());
+    assert!(crd_deleted(&p, "gizmos.demo.kubesphere.io"));
+    assert!(crd_deleted(&p, "widgets.demo.kubesphere.io"));
+}
+
+#[test]
+fn a_release_with_records_of_an_unknown_format_is_reported_and_never_touched() {
+    let manifest = manifest_doc("v1", "ConfigMap", Some(USER_NS), "still-ours");
+    let mut newer = synthetic_record("demo", DEMO_NS, 2, "deployed", &manifest);
+    newer.data["type"] = json!("helm.sh/release.v2");
+    let mut renamed = synthetic_record("demo", DEMO_NS, 3, "deployed", &manifest);
+    renamed.metadata.name = Some("sh.helm.release.v2.demo.v3".into());
+    renamed.data["type"] = json!("helm.sh/release.v2");
+    let mut inventory = demo_inventory(
+        vec![
+            synthetic_record("demo", DEMO_NS, 1, "superseded", &manifest),
+            newer,
+            renamed,
+        ],
+        vec![live(
+            config_map_rt(),
+            obj(
+                "v1",
+                "ConfigMap",
+                Some(USER_NS),
+                "still-ours",
+                helm_owned("demo", DEMO_NS),
+            ),
+        )],
+    );
+    let release = &inventory.helm.releases[0];
+    assert_eq!(
+        release.unknown_records,
+        [
+            "sh.helm.release.v1.demo.v2 (type helm.sh/release.v2)",
+            "sh.helm.release.v2.demo.v3 (type helm.sh/release.v2)"
+        ]
+    );
+    assert_eq!(release.records.len(), 1, "only the v1 record is read");
+    // It carries the extension label, so it is also a kept object that
+    // would lose it: not this release's objects.
+    inventory.kept_objects = vec![crate::inventory::ObservedList {
+        resource: config_map_rt(),
+        objects: vec![obj(
+            "v1",
+            "ConfigMap",
+            Some(USER_NS),
+            "still-ours",
+            json!({"metadata": {"labels": {"kubesphere.io/extension-ref": "demo"}}}),
+        )],
+    }];
+    for options in [
+        PlanOptions::default(),
+        PlanOptions {
+            keep_extensions: true,
+            ..PlanOptions::default()
+        },
+    ] {
+        let p = plan(&profile(), &inventory, &options);
+        let touched: Vec<String> = p
+            .actions()
+            .filter(|(_, a)| {
+                let strip = matches!(a.operation, Operation::StripMetadata { .. });
+                a.target.namespace.as_deref() == Some(DEMO_NS)
+                    // Kept, the namespace loses only the platform's keys.
+                    || (a.target.name == DEMO_NS && !strip)
+                    || a.target.name == "still-ours"
+            })
+            .map(|(_, a)| a.target.to_string())
+            .collect();
+        assert!(touched.is_empty(), "{touched:?}");
+        assert!(
+            findings(&p)
+                .iter()
+                .any(|f| f.contains("helm release extension-demo/demo")
+                    && f.contains("format kubesweep does not read")),
+            "{:?}",
+            findings(&p)
+        );
+    }
 }

@@ -137,12 +137,15 @@ fn objects_of_a_removed_release_and_what_they_own_are_the_platforms() {
         .find(|c| c.name() == "installplans.kubesphere.io")
         .expect("installplans");
     plans.instances[1].data["status"]["releaseName"] = json!("my-ext");
+    // Annotated by Helm as the release's (without that, another proof).
     let deployment = obj(
         "apps/v1",
         "Deployment",
         Some("my-ext-ns"),
         "my-ext",
-        json!({}),
+        json!({"metadata": {"annotations": {
+            "meta.helm.sh/release-name": "my-ext",
+            "meta.helm.sh/release-namespace": "my-ext-ns"}}}),
     );
     let record = obj(
         "v1",

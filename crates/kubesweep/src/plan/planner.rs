@@ -102,7 +102,12 @@ impl<'a> Planner<'a> {
     fn run(&mut self) {
         self.discovery_findings();
         self.controllers();
-        self.kept = kept_releases::KeptReleases::of(self.inventory, self.options, &self.releases);
+        self.kept = kept_releases::KeptReleases::of(
+            self.profile,
+            self.inventory,
+            self.options,
+            &self.releases,
+        );
         self.classify_namespaces();
         self.classify_shared_instances();
         self.helm_releases();
@@ -121,6 +126,7 @@ impl<'a> Planner<'a> {
         self.dangling_bindings();
         // Last: it needs to know every CRD the plan deletes.
         self.keep_extension_releases();
+        self.spare_unreadable_releases();
     }
 
     fn finish(self) -> Plan {
@@ -274,6 +280,10 @@ impl<'a> Planner<'a> {
                 NamespaceFate::Keep("protected system namespace".into())
             } else if self.options.keep_namespaces.contains(&name) {
                 NamespaceFate::Keep("kept on request (--keep-namespace)".into())
+            } else if let Some(release) = self.unreadable_release_in(&name) {
+                NamespaceFate::Keep(format!(
+                    "holds records of helm release {release} in a format kubesweep does not read"
+                ))
             } else if let Some(release) = self.kept.release_in(&name) {
                 NamespaceFate::Keep(format!(
                     "holds helm release {release}, kept on request (--keep-extensions)"
@@ -303,6 +313,17 @@ impl<'a> Planner<'a> {
             }
             self.namespace_fates.insert(name, fate);
         }
+    }
+
+    /// A release in namespace `name` with records kubesweep cannot read
+    /// (a newer Helm's format): deleting the namespace would take them.
+    fn unreadable_release_in(&self, name: &str) -> Option<String> {
+        self.inventory
+            .helm
+            .releases
+            .iter()
+            .find(|r| r.namespace == name && !r.unknown_records.is_empty())
+            .map(|r| r.name.clone())
     }
 
     /// `--keep-data` turns the deletion of a namespace that holds (or may
@@ -573,12 +594,10 @@ impl<'a> Planner<'a> {
             let Some(crd_target) = ObjectRef::from_object(&types::crd(), &crd.crd) else {
                 continue;
             };
-            if let Some(release) = self.kept.crd_release(crd.name()) {
+            if let Some(reason) = self.kept.keeps_crd(crd.name()) {
                 self.findings.push(Finding::Skipped {
                     subject: format!("CRD {} and its instances", crd.name()),
-                    reason: format!(
-                        "brought by helm release {release}, kept on request (--keep-extensions)"
-                    ),
+                    reason,
                 });
                 continue;
             }
@@ -725,7 +744,31 @@ impl<'a> Planner<'a> {
                 &foreign,
             ));
             None
-        } else if !crd.instances_listed || crd.resource.is_none() {
+        } else {
+            self.foreign_use_decision(
+                crd,
+                foreign,
+                "shared CRD included on request; no foreign instance uses it".into(),
+            )
+        }
+    }
+
+    /// The foreign-use rule of every CRD that is not the platform's alone,
+    /// once shared CRDs are included: removed (with `reason`) only when all
+    /// its instances could be listed and none of them (`foreign`) is foreign;
+    /// otherwise kept, said in a finding.
+    fn foreign_use_decision(
+        &mut self,
+        crd: &CrdInventory,
+        foreign: Vec<String>,
+        reason: String,
+    ) -> Option<String> {
+        let kept = |reason: String, foreign: &[String]| Finding::SharedCrdKept {
+            crd: crd.name().to_owned(),
+            reason,
+            foreign_instances: foreign.iter().take(QUOTED_INSTANCES).cloned().collect(),
+        };
+        if !crd.instances_listed || crd.resource.is_none() {
             self.findings.push(kept(
                 "its instances could not be listed, so foreign use cannot be ruled out".into(),
                 &[],
@@ -738,7 +781,7 @@ impl<'a> Planner<'a> {
             ));
             None
         } else {
-            Some("shared CRD included on request; no foreign instance uses it".into())
+            Some(reason)
         }
     }
 
@@ -794,6 +837,17 @@ impl<'a> Planner<'a> {
         reason: String,
     ) {
         if self.is_protected(&target) {
+            return;
+        }
+        // Another, installed Helm release has taken the object over: the
+        // profile's proof (a label it kept, say) is older than that claim.
+        if let Some(owner) = self.installed_foreign_release(&object.metadata) {
+            self.findings.push(Finding::Skipped {
+                subject: target.to_string(),
+                reason: format!(
+                    "{reason}, but its annotations say it belongs to helm release {owner}, which stays installed"
+                ),
+            });
             return;
         }
         self.note_terminating(&target, object);

@@ -293,10 +293,18 @@ pub struct HelmRules {
     /// in the same namespace (`-agent`).
     #[serde(default)]
     pub companion_suffixes: Vec<String>,
-    /// Label keys only the platform writes: a release whose manifest objects
-    /// carry one is the platform's.
+    /// Label keys only the platform writes, whose value names an extension:
+    /// a release an object of whose manifest carries one with a value naming
+    /// the release (`<ext>`, or `<ext>` plus a companion suffix) is the
+    /// platform's. The key alone on one object proves nothing.
     #[serde(default)]
     pub labels: Vec<String>,
+    /// CRDs (`plural.group`) the platform's own release ships in its chart:
+    /// with `--keep-extensions`, only these and the CRDs the platform's own
+    /// release record names are removed (extensions may bring CRDs their
+    /// records do not name), also after that record is gone.
+    #[serde(default)]
+    pub platform_crds: Vec<String>,
 }
 
 impl Default for HelmRules {
@@ -308,6 +316,7 @@ impl Default for HelmRules {
             namespace_field: default_namespace_field(),
             companion_suffixes: Vec::new(),
             labels: Vec::new(),
+            platform_crds: Vec::new(),
         }
     }
 }

@@ -4,11 +4,19 @@
 //! plan removes (a JSBundle dies with the platform's CRD), and every record
 //! of theirs that names such a kind is rewritten without it, so Helm can
 //! still upgrade, roll back and uninstall the release afterwards.
+//!
+//! An extension's CRDs are not all in its record: Helm keeps no subchart in
+//! it (so not a subchart's `crds/`), and a controller may create CRDs at run
+//! time. So while extensions are kept, a CRD goes only when it is proven the
+//! platform's own: in the chart `crds/` or the manifest of the platform's
+//! own release (ks-core), or listed by the profile as a CRD that release
+//! ships (`helm.platformCrds`, for when its record is already gone). Every
+//! other CRD stays, with its instances.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use super::*;
-use crate::helm::{GroupKind, ReleaseKey, ReleaseSelection};
+use crate::helm::{GroupKind, ObservedRelease, ReleaseKey, ReleaseSelection};
 
 /// What `--keep-extensions` keeps; empty without the option.
 #[derive(Clone, Debug, Default)]
@@ -21,21 +29,32 @@ pub(super) struct KeptReleases {
     crds: BTreeMap<String, ReleaseKey>,
     /// UID → the kept release a live object belongs to.
     objects: HashMap<String, ReleaseKey>,
+    /// CRDs proven the platform's own (see the module documentation).
+    platform_crds: BTreeSet<String>,
 }
 
 impl KeptReleases {
     /// The selected releases that are not the platform's own, when the
     /// options keep extensions.
-    pub fn of(inventory: &Inventory, options: &PlanOptions, selection: &ReleaseSelection) -> Self {
+    pub fn of(
+        profile: &Profile,
+        inventory: &Inventory,
+        options: &PlanOptions,
+        selection: &ReleaseSelection,
+    ) -> Self {
         let mut kept = Self::default();
         if !options.keep_extensions {
             return kept;
         }
+        kept.platform_crds = profile.helm.platform_crds.iter().cloned().collect();
         for release in &inventory.helm.releases {
             let key = ReleaseKey {
                 namespace: release.namespace.clone(),
                 name: release.name.clone(),
             };
+            if selection.selected.get(&key).is_some_and(|s| s.platform) {
+                kept.platform_crds.extend(release_crds(release));
+            }
             let extension = selection.selected.get(&key).is_some_and(|s| !s.platform);
             if !extension {
                 continue;
@@ -43,19 +62,7 @@ impl KeptReleases {
             kept.namespaces
                 .entry(key.namespace.clone())
                 .or_insert_with(|| key.clone());
-            let manifest_crds = release
-                .objects
-                .iter()
-                .filter(|o| {
-                    o.group() == "apiextensions.k8s.io" && o.kind == "CustomResourceDefinition"
-                })
-                .map(|o| o.name.clone());
-            for name in release
-                .chart_crds
-                .iter()
-                .map(|c| c.name.clone())
-                .chain(manifest_crds)
-            {
+            for name in release_crds(release) {
                 kept.crds.entry(name).or_insert_with(|| key.clone());
             }
             for live in &release.live {
@@ -73,10 +80,35 @@ impl KeptReleases {
         self.namespaces.get(name)
     }
 
-    /// The kept release that brought the CRD `name`.
-    pub fn crd_release(&self, name: &str) -> Option<&ReleaseKey> {
-        self.crds.get(name)
+    /// Why the CRD `name` (a platform or shared one) stays with its
+    /// instances, or `None` when it may go.
+    pub fn keeps_crd(&self, name: &str) -> Option<String> {
+        if let Some(release) = self.crds.get(name) {
+            return Some(format!(
+                "brought by helm release {release}, kept on request (--keep-extensions)"
+            ));
+        }
+        if self.releases.is_empty() || self.platform_crds.contains(name) {
+            return None;
+        }
+        Some(
+            "not proven the platform's own (neither in its own release's chart or manifest nor listed by the profile): a kept extension (--keep-extensions) may have brought it through a subchart's crds/, which Helm's record does not keep, or created it at run time".into(),
+        )
     }
+}
+
+/// The CRDs a release's record names: its chart's `crds/` and its manifest's.
+fn release_crds(release: &ObservedRelease) -> impl Iterator<Item = String> + '_ {
+    let manifest = release
+        .objects
+        .iter()
+        .filter(|o| o.group() == "apiextensions.k8s.io" && o.kind == "CustomResourceDefinition")
+        .map(|o| o.name.clone());
+    release
+        .chart_crds
+        .iter()
+        .map(|c| c.name.clone())
+        .chain(manifest)
 }
 
 impl Planner<'_> {
@@ -157,7 +189,10 @@ impl Planner<'_> {
                 namespace: release.namespace.clone(),
                 name: release.name.clone(),
             };
-            if !self.kept.releases.contains(&key) {
+            // Records of a format not read here stay as they are (see
+            // `ObservedRelease::unknown_records`); neither are the others
+            // rewritten, which would fork the release's history.
+            if !self.kept.releases.contains(&key) || !release.unknown_records.is_empty() {
                 continue;
             }
             for record in &release.records {
