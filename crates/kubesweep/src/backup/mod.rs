@@ -16,7 +16,8 @@ mod restore;
 mod take;
 
 pub use archive::{
-    Archive, ArchiveError, MetadataInput, StoredObject, decode, encode, encrypt, is_encrypted,
+    Archive, ArchiveError, MAX_ARCHIVE_BYTES, MAX_ENTRY_BYTES, MetadataInput, StoredObject, decode,
+    encode, encrypt, is_encrypted,
 };
 pub use collect::{
     BackupObject, CollectError, deleted_namespaces, plan_objects, skip_namespace_content,
