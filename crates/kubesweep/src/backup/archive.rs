@@ -68,7 +68,7 @@ pub enum ArchiveError {
     Corrupt(#[source] std::io::Error),
     /// A file, or the archive as a whole, decompresses past its cap
     /// ([`MAX_ENTRY_BYTES`], [`MAX_ARCHIVE_BYTES`]).
-    #[error("{path} decompresses to more than {limit} bytes (damaged, or not a kubesweep backup)")]
+    #[error("{path} is larger than {limit} bytes (damaged, or not a kubesweep backup)")]
     TooLarge {
         /// The file being read when the cap was reached.
         path: String,
