@@ -225,16 +225,15 @@ fn fake_server(response: &'static str) -> (u16, Arc<Mutex<Vec<String>>>) {
     let seen = Arc::clone(&requests);
     std::thread::spawn(move || {
         for stream in listener.incoming().flatten() {
-            if let Some(line) = answer(stream, response) {
-                seen.lock().expect("lock").push(line);
-            }
+            answer(stream, response, &seen);
         }
     });
     (port, requests)
 }
 
-/// Reads one request head and writes the canned response; the request line.
-fn answer(stream: TcpStream, response: &str) -> Option<String> {
+/// Reads one request head, records its request line (before answering, so
+/// the client cannot exit before it is recorded) and writes the response.
+fn answer(stream: TcpStream, response: &str, seen: &Mutex<Vec<String>>) -> Option<()> {
     let mut reader = BufReader::new(stream.try_clone().ok()?);
     let mut request_line = String::new();
     reader.read_line(&mut request_line).ok()?;
@@ -242,9 +241,11 @@ fn answer(stream: TcpStream, response: &str) -> Option<String> {
     while reader.read_line(&mut header).ok()? > 2 {
         header.clear();
     }
+    seen.lock()
+        .expect("lock")
+        .push(request_line.trim_end().to_owned());
     let mut stream = stream;
-    stream.write_all(response.as_bytes()).ok()?;
-    Some(request_line.trim_end().to_owned())
+    stream.write_all(response.as_bytes()).ok()
 }
 
 const HTML_200: &str = "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: 38\r\nConnection: close\r\n\r\n<html><body>Welcome to nginx</body></html>";
