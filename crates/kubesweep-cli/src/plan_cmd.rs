@@ -1,12 +1,13 @@
 //! `kubesweep plan`: discover the platform's footprint and print (and
 //! optionally save) the removal plan. Read-only.
 
+use std::io::Read as _;
 use std::path::Path;
 
 use crate::args::{ClusterArgs, Format, PlanFlags, PlanOutput, ProfileArgs};
 use crate::exit::{CliError, Exit};
 use crate::session;
-use kubesweep::plan::{Plan, PlanOptions};
+use kubesweep::plan::{Plan, PlanFileError, PlanOptions};
 use kubesweep::profile::Profile;
 use kubesweep::render::{Detail, render_plan};
 
@@ -70,24 +71,11 @@ pub fn print_plan(plan: &Plan, output: Format, details: bool) -> Result<(), CliE
     Ok(())
 }
 
-/// The field of a plan file that holds the digest of the rest.
-const DIGEST_FIELD: &str = "digest";
-
-/// The plan as JSON, with its digest (`sha256:<hex>` of the canonical JSON of
-/// everything else) as a top-level field: `apply` refuses a file whose
-/// content no longer matches it.
+/// The plan as JSON with its digest (see [`kubesweep::plan::to_plan_file`]):
+/// `apply` refuses a file whose content no longer matches it.
 fn to_json(plan: &Plan) -> Result<String, CliError> {
-    let internal = |e: serde_json::Error| {
-        CliError::new(Exit::Internal, format!("failed to serialise the plan: {e}"))
-    };
-    let mut value = serde_json::to_value(plan).map_err(internal)?;
-    if let Some(map) = value.as_object_mut() {
-        map.insert(
-            DIGEST_FIELD.into(),
-            serde_json::Value::String(format!("sha256:{}", plan.digest())),
-        );
-    }
-    serde_json::to_string_pretty(&value).map_err(internal)
+    kubesweep::plan::to_plan_file(plan)
+        .map_err(|e| CliError::new(Exit::Internal, format!("failed to serialise the plan: {e}")))
 }
 
 /// Writes the plan as JSON: to a temporary file next to the target, then
@@ -105,61 +93,35 @@ pub fn save_plan(plan: &Plan, path: &Path) -> Result<(), CliError> {
         })
 }
 
-/// Reads a plan file, refusing anything that is not a plan of this schema.
+/// Reads a plan file, refusing anything that is not an unedited plan of this
+/// schema (exit 5).
 pub fn load_plan(path: &Path) -> Result<Plan, CliError> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
+    let bad = |message: String| {
         CliError::new(
             Exit::BadInput,
-            format!("failed to read plan {}: {e}", path.display()),
-        )
-    })?;
-    let invalid = |e: serde_json::Error| {
-        CliError::new(
-            Exit::BadInput,
-            format!(
-                "invalid plan {}:{}:{}: {e}",
-                path.display(),
-                e.line(),
-                e.column()
-            ),
+            format!("invalid plan {}: {message}", path.display()),
         )
     };
-    let mut value: serde_json::Value = serde_json::from_str(&text).map_err(invalid)?;
-    let recorded = value
-        .as_object_mut()
-        .and_then(|m| m.remove(DIGEST_FIELD))
-        .and_then(|d| d.as_str().map(str::to_owned));
-    let plan: Plan = serde_json::from_value(value).map_err(invalid)?;
-    if plan.schema_version != kubesweep::plan::PLAN_SCHEMA_VERSION {
-        return Err(CliError::new(
+    // Read at most one byte past the cap: a wrong file (a disk image) is
+    // refused without being read whole.
+    let mut text = String::new();
+    std::fs::File::open(path)
+        .and_then(|f| {
+            f.take(kubesweep::plan::MAX_PLAN_FILE_BYTES as u64 + 1)
+                .read_to_string(&mut text)
+        })
+        .map_err(|e| {
+            CliError::new(
+                Exit::BadInput,
+                format!("failed to read plan {}: {e}", path.display()),
+            )
+        })?;
+    kubesweep::plan::parse_plan_file(&text).map_err(|e| match e {
+        // `file:line:column: message`, like a compiler.
+        PlanFileError::Syntax { .. } => CliError::new(
             Exit::BadInput,
-            format!(
-                "plan {} has schema version {}, this kubesweep reads version {}",
-                path.display(),
-                plan.schema_version,
-                kubesweep::plan::PLAN_SCHEMA_VERSION
-            ),
-        ));
-    }
-    // A plan runs only as it was reviewed: any edit (an added delete, a
-    // changed propagation, another cluster's UID) breaks the digest.
-    let actual = format!("sha256:{}", plan.digest());
-    match recorded {
-        Some(recorded) if recorded == actual => Ok(plan),
-        Some(recorded) => Err(CliError::new(
-            Exit::BadInput,
-            format!(
-                "plan {} was changed after it was made (its digest is {recorded}, its content hashes to {actual}); \
-                 make a new plan instead of editing one",
-                path.display()
-            ),
-        )),
-        None => Err(CliError::new(
-            Exit::BadInput,
-            format!(
-                "plan {} has no digest: save plans with `kubesweep plan -o FILE` (or `-o json`)",
-                path.display()
-            ),
-        )),
-    }
+            format!("invalid plan {}:{e}", path.display()),
+        ),
+        other => bad(other.to_string()),
+    })
 }

@@ -7,12 +7,22 @@ use crate::exit::{CliError, Exit};
 use kubesweep::cluster::{Cluster, ClusterError, ConnectOptions};
 use kubesweep::profile::{Profile, ProfileError};
 
-/// `error: cause: cause ...` on one line.
+/// `error: cause: cause ...` on one line. Each message contributes its first
+/// line only: parsers append source snippets (a YAML error in a kubeconfig
+/// quotes the offending lines), and the first line already says where.
 pub fn chain(error: &dyn std::error::Error) -> String {
-    let mut message = error.to_string();
+    let first_line = |e: &dyn std::error::Error| {
+        e.to_string()
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .trim_end()
+            .to_owned()
+    };
+    let mut message = first_line(error);
     let mut source = error.source();
     while let Some(cause) = source {
-        let text = cause.to_string();
+        let text = first_line(cause);
         // kube and hyper often repeat the cause inside the outer message.
         if !message.contains(&text) {
             message.push_str(": ");

@@ -82,6 +82,16 @@ pub enum ClusterError {
         #[source]
         source: kube::Error,
     },
+    /// The first request got no answer within the connect timeout plus a
+    /// little slack, retries included (a server that accepts connections
+    /// but says nothing).
+    #[error("no answer from the API server at {server} within {}s", after.as_secs())]
+    NoAnswer {
+        /// API server URL.
+        server: String,
+        /// How long kubesweep waited.
+        after: Duration,
+    },
     /// Credentials could not be obtained locally (exec plugin, token file, OIDC refresh).
     #[error("failed to obtain credentials for {server}")]
     Credentials {
@@ -106,6 +116,16 @@ pub enum ClusterError {
         server: String,
         /// The server's message.
         message: String,
+    },
+    /// Something answered at the server's address, but not as a Kubernetes
+    /// API server would (an HTML page, a plain-text 404, JSON of another
+    /// shape): a wrong URL, port or proxy.
+    #[error("the server at {server} answered, but is not a Kubernetes API server: {detail}")]
+    NotKubernetes {
+        /// API server URL.
+        server: String,
+        /// What it answered.
+        detail: String,
     },
     /// Any other API error while identifying the cluster.
     #[error("failed to identify the cluster at {server}")]
@@ -161,13 +181,26 @@ impl std::fmt::Debug for Cluster {
     }
 }
 
+/// Time allowed for the first contact beyond the connect timeout: room for
+/// the quick retries of a refused or reset connection.
+const FIRST_CONTACT_SLACK: Duration = Duration::from_secs(2);
+
 /// Resolves the configuration, builds a client and proves it works by reading
 /// the cluster identity (the first request surfaces unreachable / 401 / 403).
 pub async fn connect(options: &ConnectOptions) -> Result<Cluster, ClusterError> {
     let (config, context) = load_config(options).await?;
     let server = config.cluster_url.to_string();
     let client = build_client(config).map_err(|source| build_error(&server, source))?;
-    let identity = identify(&client, &server, context).await?;
+    // One bound for the first contact, retries included: a server that
+    // accepts connections but never completes a handshake would otherwise
+    // cost a connect timeout per attempt.
+    let deadline = options.connect_timeout + FIRST_CONTACT_SLACK;
+    let identity = tokio::time::timeout(deadline, identify(&client, &server, context))
+        .await
+        .map_err(|_| ClusterError::NoAnswer {
+            server: server.clone(),
+            after: deadline,
+        })??;
     Ok(Cluster { client, identity })
 }
 
@@ -271,7 +304,32 @@ fn classify(server: &str, source: kube::Error) -> ClusterError {
             }
         }
         e if crate::retry::is_transport_error(e) => ClusterError::Unreachable { server, source },
-        _ => ClusterError::Api { server, source },
+        e => match not_kubernetes(e) {
+            Some(detail) => ClusterError::NotKubernetes { server, detail },
+            None => ClusterError::Api { server, source },
+        },
+    }
+}
+
+/// What the first request got back, when it shows that no Kubernetes API
+/// server answered: an error whose body is not a `Status` (kube marks it
+/// "Failed to parse error data"), or a success whose body is not a
+/// Namespace. A Kubernetes 404 is a `Status` and stays an API error.
+fn not_kubernetes(error: &kube::Error) -> Option<String> {
+    const UNPARSED_STATUS: &str = "Failed to parse error data";
+    match crate::retry::wrapped_kube_error(error).unwrap_or(error) {
+        kube::Error::Api(status) if status.reason == UNPARSED_STATUS => {
+            let body: String = status.message.chars().take(80).collect();
+            let body = body.split_whitespace().collect::<Vec<_>>().join(" ");
+            Some(format!(
+                "GET /api/v1/namespaces/kube-system answered {} with a body that is not a Kubernetes Status ({body:?})",
+                status.code
+            ))
+        }
+        kube::Error::SerdeError(e) => Some(format!(
+            "GET /api/v1/namespaces/kube-system answered with a body that is not a Namespace ({e})"
+        )),
+        _ => None,
     }
 }
 

@@ -9,6 +9,8 @@ pub mod cluster;
 pub mod discover;
 pub mod execute;
 pub mod helm;
+#[cfg(test)]
+mod hostile_inputs;
 mod http_retry;
 pub mod inventory;
 pub mod plan;

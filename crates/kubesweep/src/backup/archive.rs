@@ -25,6 +25,17 @@ const AGE_MAGIC: &[u8] = b"age-encryption.org/";
 /// First bytes of every gzip stream.
 const GZIP_MAGIC: &[u8] = &[0x1f, 0x8b];
 
+/// Largest file of an archive read. An object the API server stores is at
+/// most a few MiB (etcd refuses requests over 1.5 MiB by default); the index
+/// of a 100,000-object backup is about 50 MiB. The cap stops a gzip bomb in
+/// one entry after this many bytes instead of inflating it whole.
+pub const MAX_ENTRY_BYTES: u64 = 128 * 1024 * 1024;
+
+/// Largest archive read, all files decompressed. Writing verifies the
+/// archive with the same reader, so a backup over this size is refused
+/// before any change rather than written and found unreadable at restore.
+pub const MAX_ARCHIVE_BYTES: u64 = 2 * 1024 * 1024 * 1024;
+
 /// Why an archive could not be written or read. Every read error means the
 /// archive must not be trusted.
 #[derive(Debug, thiserror::Error)]
@@ -55,6 +66,15 @@ pub enum ArchiveError {
     /// The tar or gzip stream is damaged or truncated.
     #[error("the archive is damaged or truncated")]
     Corrupt(#[source] std::io::Error),
+    /// A file, or the archive as a whole, decompresses past its cap
+    /// ([`MAX_ENTRY_BYTES`], [`MAX_ARCHIVE_BYTES`]).
+    #[error("{path} is larger than {limit} bytes (damaged, or not a kubesweep backup)")]
+    TooLarge {
+        /// The file being read when the cap was reached.
+        path: String,
+        /// The cap.
+        limit: u64,
+    },
     /// A required document is missing.
     #[error("the archive has no {0} (truncated or not a kubesweep backup)")]
     Missing(&'static str),
@@ -270,6 +290,7 @@ fn decode_plain(bytes: &[u8]) -> Result<Archive, ArchiveError> {
     }
     let mut tar = tar::Archive::new(GzDecoder::new(bytes));
     let mut files: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+    let mut total: u64 = 0;
     for entry in tar.entries().map_err(ArchiveError::Corrupt)? {
         let mut entry = entry.map_err(ArchiveError::Corrupt)?;
         let path = entry
@@ -277,18 +298,31 @@ fn decode_plain(bytes: &[u8]) -> Result<Archive, ArchiveError> {
             .map_err(ArchiveError::Corrupt)?
             .to_string_lossy()
             .into_owned();
-        let mut data = Vec::new();
-        entry
-            .read_to_end(&mut data)
-            .map_err(ArchiveError::Corrupt)?;
+        let limit = MAX_ENTRY_BYTES.min(MAX_ARCHIVE_BYTES - total);
+        let data = read_capped(&mut entry, limit).map_err(|e| match e {
+            Capped::Io(e) => ArchiveError::Corrupt(e),
+            Capped::Over => ArchiveError::TooLarge {
+                path: path.clone(),
+                limit: if limit == MAX_ENTRY_BYTES {
+                    MAX_ENTRY_BYTES
+                } else {
+                    MAX_ARCHIVE_BYTES
+                },
+            },
+        })?;
+        total += data.len() as u64;
         files.insert(path, data);
     }
     // tar stops at its end marker; reading on makes gzip check its CRC and
     // length trailer, which catches damage and truncation past the marker.
-    let mut rest = Vec::new();
-    tar.into_inner()
-        .read_to_end(&mut rest)
-        .map_err(ArchiveError::Corrupt)?;
+    // Past the marker is only padding: capped like a file.
+    read_capped(&mut tar.into_inner(), MAX_ENTRY_BYTES).map_err(|e| match e {
+        Capped::Io(e) => ArchiveError::Corrupt(e),
+        Capped::Over => ArchiveError::TooLarge {
+            path: "the data after the tar end marker".into(),
+            limit: MAX_ENTRY_BYTES,
+        },
+    })?;
 
     let metadata_bytes = files
         .remove(METADATA_PATH)
@@ -354,6 +388,28 @@ fn decode_plain(bytes: &[u8]) -> Result<Archive, ArchiveError> {
         return Err(ArchiveError::Unlisted { path });
     }
     Ok(Archive { metadata, objects })
+}
+
+/// Why [`read_capped`] stopped.
+enum Capped {
+    Io(std::io::Error),
+    Over,
+}
+
+/// Reads to the end, but never more than `limit` bytes: one byte past it
+/// means the stream is over the cap, and reading stops there. The buffer
+/// grows with what is actually read (a tar header's size is not trusted for
+/// the allocation).
+fn read_capped(reader: &mut impl Read, limit: u64) -> Result<Vec<u8>, Capped> {
+    let mut data = Vec::new();
+    reader
+        .take(limit.saturating_add(1))
+        .read_to_end(&mut data)
+        .map_err(Capped::Io)?;
+    if data.len() as u64 > limit {
+        return Err(Capped::Over);
+    }
+    Ok(data)
 }
 
 #[cfg(test)]
@@ -594,5 +650,103 @@ mod tests {
         let last = damaged.len() - 3;
         damaged[last] ^= 0x80;
         assert!(decode(&damaged, &right).is_err());
+    }
+
+    /// A tar header announcing `size` bytes for `path` (checksum set).
+    fn tar_header(path: &str, size: u64) -> Vec<u8> {
+        let mut header = tar::Header::new_gnu();
+        header.set_path(path).expect("path");
+        header.set_size(size);
+        header.set_mode(0o600);
+        header.set_entry_type(tar::EntryType::Regular);
+        header.set_cksum();
+        header.as_bytes().to_vec()
+    }
+
+    #[test]
+    fn a_gigabyte_gzip_bomb_in_an_entry_stops_at_the_cap() {
+        use crate::hostile_inputs::{gzip_bomb, peak_rss_bytes};
+        const GIB: u64 = 1024 * 1024 * 1024;
+        let path = "resources/core/v1/Secret/ns/bomb.yaml";
+        // One entry of 1 GiB of zeros (its padding and the tar end marker
+        // are zeros too), about 1 MiB compressed.
+        let bomb = gzip_bomb(&tar_header(path, GIB), GIB + 1024 * 1024);
+        assert!(bomb.len() < 2 * 1024 * 1024, "{} bytes", bomb.len());
+        let err = decode(&bomb, &no_identity()).expect_err("too large");
+        assert!(
+            matches!(&err, ArchiveError::TooLarge { path: p, limit } if p == path && *limit == MAX_ENTRY_BYTES),
+            "{err}"
+        );
+        if let Some(peak) = peak_rss_bytes() {
+            assert!(peak < GIB / 2, "peak RSS {peak} bytes");
+        }
+    }
+
+    #[test]
+    fn deeply_nested_entries_are_malformed_not_a_stack_overflow() {
+        for text in crate::hostile_inputs::nested_yaml(100_000) {
+            assert!(from_yaml(&text).is_err(), "{} bytes accepted", text.len());
+        }
+        let deep_index = crate::hostile_inputs::nested_json_arrays(100_000);
+        assert!(serde_json::from_str::<Index>(&deep_index).is_err());
+    }
+
+    mod never_panics {
+        use super::*;
+        use proptest::prelude::*;
+        use std::sync::LazyLock;
+
+        static VALID: LazyLock<Vec<u8>> =
+            LazyLock::new(|| encode(&objects(), &input()).expect("encode"));
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(128))]
+
+            #[test]
+            fn on_arbitrary_bytes(mut bytes in proptest::collection::vec(any::<u8>(), 0..2048), gzip in any::<bool>()) {
+                // Half the cases past the magic check, into gzip and tar.
+                if gzip && bytes.len() >= 2 {
+                    bytes[..2].copy_from_slice(GZIP_MAGIC);
+                }
+                prop_assert!(decode(&bytes, &no_identity()).is_err());
+            }
+
+            #[test]
+            fn on_arbitrary_tar_inside_valid_gzip(tar in proptest::collection::vec(any::<u8>(), 0..4096)) {
+                let mut gz = GzEncoder::new(Vec::new(), Compression::fast());
+                gz.write_all(&tar).expect("gzip");
+                let _ = decode(&gz.finish().expect("gzip"), &no_identity());
+            }
+
+            #[test]
+            fn on_a_valid_archive_cut_and_flipped(cut in 0.0f64..=1.0, flip in 0.0f64..1.0, bit in 0u8..8) {
+                let mut bytes = VALID.clone();
+                let at = ((bytes.len() as f64) * flip) as usize;
+                bytes[at] ^= 1 << bit;
+                bytes.truncate(((bytes.len() as f64) * cut) as usize);
+                let _ = decode(&bytes, &no_identity());
+            }
+
+            #[test]
+            fn on_a_changed_byte_inside_the_tar(flip in 0.0f64..1.0, value in any::<u8>()) {
+                // Damage behind gzip's CRC: the tar and the checksums must catch it.
+                let mut tar = Vec::new();
+                GzDecoder::new(VALID.as_slice()).read_to_end(&mut tar).expect("gunzip");
+                let at = ((tar.len() as f64) * flip) as usize;
+                let changed = tar[at] != value;
+                tar[at] = value;
+                let mut gz = GzEncoder::new(Vec::new(), Compression::fast());
+                gz.write_all(&tar).expect("gzip");
+                let result = decode(&gz.finish().expect("gzip"), &no_identity());
+                // Every object and index entry is checksummed: a change
+                // there is refused, one in ignored tar fields is harmless.
+                // metadata.json itself has no checksum (only gzip's CRC
+                // guards it on disk), so it is not compared here.
+                if let Ok(archive) = result {
+                    prop_assert!(!changed || archive.objects == decode(&VALID, &no_identity()).expect("valid").objects,
+                        "a change at {at} went unnoticed");
+                }
+            }
+        }
     }
 }

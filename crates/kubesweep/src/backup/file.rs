@@ -13,6 +13,10 @@ use std::str::FromStr;
 use super::archive::{self, Archive, ArchiveError};
 use super::format::sha256_hex;
 
+/// Largest backup file read: the decompressed cap of an archive plus room
+/// for gzip's and age's framing of incompressible data.
+pub const MAX_BACKUP_FILE_BYTES: u64 = archive::MAX_ARCHIVE_BYTES + 64 * 1024 * 1024;
+
 /// Where to write a backup.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Destination {
@@ -275,10 +279,24 @@ pub fn write_backup(
 /// Reads and fully verifies a backup file; `identity` is needed for an
 /// encrypted one.
 pub fn read_backup(path: &Path, identity: Option<&Path>) -> Result<Archive, BackupFileError> {
-    let bytes = fs::read(path).map_err(|source| BackupFileError::Read {
+    let read_error = |source| BackupFileError::Read {
         path: path.to_path_buf(),
         source,
-    })?;
+    };
+    // Neither gzip nor age makes data much larger: a file well over the
+    // decompressed cap cannot be a backup this reader accepts, so it is
+    // refused before being read into memory.
+    let size = fs::metadata(path).map_err(read_error)?.len();
+    if size > MAX_BACKUP_FILE_BYTES {
+        return Err(BackupFileError::Archive {
+            path: path.to_path_buf(),
+            source: ArchiveError::TooLarge {
+                path: path.display().to_string(),
+                limit: MAX_BACKUP_FILE_BYTES,
+            },
+        });
+    }
+    let bytes = fs::read(path).map_err(read_error)?;
     let identities = match identity {
         Some(file) => load_identities(file)?,
         None => Vec::new(),
@@ -380,6 +398,27 @@ mod tests {
             .expect_err("refused");
         assert!(matches!(err, BackupFileError::Archive { .. }), "{err}");
         assert_eq!(fs::read_dir(dir.path()).expect("list").count(), 0);
+    }
+
+    #[test]
+    fn a_file_over_the_cap_is_refused_without_being_read() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("huge.tar.gz");
+        // Sparse: no disk space, no time.
+        File::create(&path)
+            .and_then(|f| f.set_len(MAX_BACKUP_FILE_BYTES + 1))
+            .expect("sparse file");
+        let err = read_backup(&path, None).expect_err("too large");
+        assert!(
+            matches!(
+                &err,
+                BackupFileError::Archive {
+                    source: ArchiveError::TooLarge { .. },
+                    ..
+                }
+            ),
+            "{err}"
+        );
     }
 
     #[test]

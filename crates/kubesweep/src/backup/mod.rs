@@ -16,15 +16,16 @@ mod restore;
 mod take;
 
 pub use archive::{
-    Archive, ArchiveError, MetadataInput, StoredObject, decode, encode, encrypt, is_encrypted,
+    Archive, ArchiveError, MAX_ARCHIVE_BYTES, MAX_ENTRY_BYTES, MetadataInput, StoredObject, decode,
+    encode, encrypt, is_encrypted,
 };
 pub use collect::{
     BackupObject, CollectError, deleted_namespaces, plan_objects, skip_namespace_content,
 };
 pub use content::{ContentError, namespace_content};
 pub use file::{
-    BackupFileError, Destination, WrittenBackup, file_name, load_identities, parse_recipients,
-    read_backup, write_backup,
+    BackupFileError, Destination, MAX_BACKUP_FILE_BYTES, WrittenBackup, file_name, load_identities,
+    parse_recipients, read_backup, write_backup,
 };
 pub use format::{
     BackupMetadata, FORMAT_VERSION, INDEX_PATH, Index, IndexEntry, METADATA_PATH, RemovedMetadata,

@@ -360,9 +360,47 @@ mod tests {
     }
 
     #[test]
-    fn gzip_bomb_is_refused() {
-        let huge = vec![b' '; (MAX_RELEASE_BYTES + 10) as usize];
-        let err = decode_release(encode(&huge).as_bytes()).expect_err("too large");
-        assert!(matches!(err, HelmError::TooLarge));
+    fn a_gigabyte_gzip_bomb_stops_at_the_cap_without_inflating_it() {
+        use crate::hostile_inputs::{gzip_bomb, peak_rss_bytes};
+        const GIB: u64 = 1024 * 1024 * 1024;
+        // 1 GiB of zeros after a release's first bytes, about 1 MiB compressed.
+        let bomb = gzip_bomb(b"{\"name\":\"", GIB);
+        assert!(bomb.len() < 2 * 1024 * 1024, "{} bytes", bomb.len());
+        let value = base64::engine::general_purpose::STANDARD.encode(&bomb);
+        let started = std::time::Instant::now();
+        let err = decode_release(value.as_bytes()).expect_err("too large");
+        assert!(matches!(err, HelmError::TooLarge), "{err}");
+        assert!(err.to_string().contains(&MAX_RELEASE_BYTES.to_string()));
+        // Inflating it whole would take the process past 1 GiB; the cap keeps
+        // it near MAX_RELEASE_BYTES (tests running alongside included).
+        if let Some(peak) = peak_rss_bytes() {
+            assert!(peak < GIB / 2, "peak RSS {peak} bytes");
+        }
+        eprintln!("bomb refused in {:?}", started.elapsed());
+    }
+
+    #[test]
+    fn deeply_nested_release_json_neither_overflows_nor_is_misread() {
+        let deep = crate::hostile_inputs::nested_json_arrays(100_000);
+        // In a field kubesweep ignores, serde_json skips the nesting
+        // without recursing: the release still decodes.
+        let ignored = format!("{{\"name\":\"r\",\"extra\":{deep}}}");
+        let record = decode_release(encode(ignored.as_bytes()).as_bytes()).expect("skipped");
+        assert_eq!(record.name, "r");
+        // In a field it reads, the nesting is the wrong type: an error.
+        let read = format!("{{\"name\":\"r\",\"info\":{{\"status\":{deep}}}}}");
+        let err = decode_release(encode(read.as_bytes()).as_bytes()).expect_err("misread");
+        assert!(matches!(err, HelmError::Json(_)), "{err}");
+        // As the whole document, it is refused at serde_json's recursion limit.
+        let err = decode_release(encode(deep.as_bytes()).as_bytes()).expect_err("too deep");
+        assert!(matches!(err, HelmError::Json(_)), "{err}");
+    }
+
+    #[test]
+    fn deeply_nested_manifests_are_problems_not_stack_overflows() {
+        for deep in crate::hostile_inputs::nested_yaml(100_000) {
+            let (objects, problems) = crate::helm::parse_manifest(&format!("---\n{deep}\n"));
+            assert!(objects.is_empty() && !problems.is_empty(), "{objects:?}");
+        }
     }
 }

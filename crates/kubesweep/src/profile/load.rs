@@ -4,10 +4,23 @@
 
 use super::model::{HelmExecutorRules, Profile};
 use crate::profile::matching::{ALWAYS_PROTECTED_NAMESPACES, is_valid_domain};
+use std::io::Read as _;
 use std::path::{Path, PathBuf};
 
 /// Built-in profiles: (name, YAML).
 const BUILTIN: &[(&str, &str)] = &[("kubesphere", include_str!("../../profiles/kubesphere.yaml"))];
+
+/// Largest profile file read. The built-in profile is about 10 KiB; the cap
+/// refuses a wrong file (a log, an image) before reading it whole or handing
+/// it to the parser.
+pub const MAX_PROFILE_BYTES: u64 = 1024 * 1024;
+
+/// Domains that ownership rules may not name: every Kubernetes and SIG API
+/// group (`apps`, `networking.k8s.io`, `gateway.networking.k8s.io`,
+/// `cluster.x-k8s.io`...) is one of them or within them, so claiming one
+/// would claim CRDs no platform owns. A profile may still name a group
+/// *within* them exactly (`crds.names`, `crds.shared`).
+pub const RESERVED_DOMAINS: [&str; 3] = ["k8s.io", "kubernetes.io", "x-k8s.io"];
 
 /// Why a profile could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -28,6 +41,12 @@ pub enum ProfileError {
         /// The I/O error.
         #[source]
         source: std::io::Error,
+    },
+    /// The file is larger than [`MAX_PROFILE_BYTES`].
+    #[error("profile {} is larger than {MAX_PROFILE_BYTES} bytes: not a profile", path.display())]
+    TooLarge {
+        /// The file.
+        path: PathBuf,
     },
     /// The YAML is malformed or does not fit the format.
     #[error("invalid profile {origin}:{line}:{column}: {message}")]
@@ -73,14 +92,25 @@ impl Profile {
     /// Reads and validates a profile file.
     pub fn from_yaml_file(path: impl AsRef<Path>) -> Result<Profile, ProfileError> {
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path).map_err(|source| ProfileError::Read {
+        let read_error = |source| ProfileError::Read {
             path: path.to_owned(),
             source,
-        })?;
+        };
+        let mut text = String::new();
+        std::fs::File::open(path)
+            .and_then(|f| f.take(MAX_PROFILE_BYTES + 1).read_to_string(&mut text))
+            .map_err(read_error)?;
+        if text.len() as u64 > MAX_PROFILE_BYTES {
+            return Err(ProfileError::TooLarge {
+                path: path.to_owned(),
+            });
+        }
         Self::from_yaml_str(&text, &path.display().to_string())
     }
 
     /// Parses and validates a profile; `origin` names the source in errors.
+    /// Never panics; nesting deeper than serde-saphyr's budget (64 levels)
+    /// and more than its 250,000 nodes are parse errors.
     pub fn from_yaml_str(text: &str, origin: &str) -> Result<Profile, ProfileError> {
         let profile: Profile = serde_saphyr::from_str(text).map_err(|e| {
             let (line, column) = e
@@ -124,6 +154,17 @@ impl Profile {
             "metadata.ownerReferences.groups",
             &self.metadata.owner_references.groups,
         )?;
+        for (field, domains) in [
+            ("domains", &self.domains),
+            ("crds.groups", &self.crds.groups),
+            ("finalizers.domains", &self.finalizers.domains),
+            (
+                "metadata.ownerReferences.groups",
+                &self.metadata.owner_references.groups,
+            ),
+        ] {
+            check_ownership_domains(field, domains)?;
+        }
         for (i, name) in self.crds.names.iter().enumerate() {
             match name.split_once('.') {
                 Some((plural, group)) if is_dns_label(plural) && is_valid_domain(group) => {}
@@ -173,6 +214,21 @@ impl Profile {
             }
             if rule.labels.is_empty() {
                 return err(field, "labels must name at least one label key (the proof)");
+            }
+            // The planner never deletes a protected namespace anyway; a rule
+            // that names one is a mistake the author should hear about.
+            let mut protected = ALWAYS_PROTECTED_NAMESPACES
+                .iter()
+                .copied()
+                .chain(self.protected.namespaces.iter().map(String::as_str));
+            if let Some(ns) = protected.find(|ns| ns.starts_with(&rule.prefix)) {
+                return Err((
+                    field,
+                    format!(
+                        "prefix `{}` would match the protected namespace `{ns}`",
+                        rule.prefix
+                    ),
+                ));
             }
             check_keys(&format!("{field}.labels"), &rule.labels, false)?;
         }
@@ -348,6 +404,26 @@ fn check_domains(field: &str, domains: &[String]) -> Result<(), (String, String)
             return Err((
                 format!("{field}[{i}]"),
                 format!("`{d}` is not a DNS domain (lowercase labels separated by dots)"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A domain that proves ownership of every group within it must be a real
+/// domain of someone's: two labels at least (`io` would match every group
+/// under `.io`) and not a Kubernetes-reserved one ([`RESERVED_DOMAINS`]).
+fn check_ownership_domains(field: &str, domains: &[String]) -> Result<(), (String, String)> {
+    for (i, d) in domains.iter().enumerate() {
+        let bad = |m: String| Err((format!("{field}[{i}]"), m));
+        if !d.contains('.') {
+            return bad(format!(
+                "`{d}` is a top-level domain: it would match every API group under it"
+            ));
+        }
+        if let Some(reserved) = RESERVED_DOMAINS.iter().find(|r| *r == d) {
+            return bad(format!(
+                "`{reserved}` is Kubernetes' own: it would match the CRDs of every SIG project"
             ));
         }
     }

@@ -5,7 +5,7 @@ mod load;
 mod matching;
 mod model;
 
-pub use load::ProfileError;
+pub use load::{MAX_PROFILE_BYTES, ProfileError, RESERVED_DOMAINS};
 pub use matching::{
     ALWAYS_PROTECTED_NAMESPACES, CrdRole, api_version_group, key_domain, pattern_matches,
     within_domain,

@@ -405,3 +405,147 @@ fn builtin_profile_round_trips_through_yaml() {
     let back = Profile::from_yaml_str(&text, "round-trip").expect("parse back");
     assert_eq!(back, p);
 }
+
+#[test]
+fn rules_that_would_claim_everything_or_a_protected_namespace_are_refused() {
+    let with = |extra: &str| format!("name: demo\ndomains: [example.io]\n{extra}");
+    let cases = [
+        (
+            with("crds: {groups: ['']}\nnamespaces: {}\n"),
+            "crds.groups[0]",
+            "empty",
+        ),
+        (
+            with("crds: {groups: [io]}\nnamespaces: {}\n"),
+            "crds.groups[0]",
+            "top-level",
+        ),
+        (
+            "name: demo\ndomains: [com]\ncrds: {}\nnamespaces: {}\n".to_owned(),
+            "domains[0]",
+            "top-level",
+        ),
+        (
+            with("crds: {groups: [k8s.io]}\nnamespaces: {}\n"),
+            "crds.groups[0]",
+            "Kubernetes",
+        ),
+        (
+            with("crds: {}\nnamespaces: {}\nfinalizers: {domains: [kubernetes.io]}\n"),
+            "finalizers.domains[0]",
+            "Kubernetes",
+        ),
+        (
+            with("crds: {}\nnamespaces: {}\nmetadata: {ownerReferences: {groups: [x-k8s.io]}}\n"),
+            "metadata.ownerReferences.groups[0]",
+            "Kubernetes",
+        ),
+        (
+            with("crds: {}\nnamespaces: {delete: [ok, kube-system]}\n"),
+            "namespaces.delete[1]",
+            "protected",
+        ),
+        (
+            with("crds: {}\nnamespaces: {delete: [mine]}\nprotected: {namespaces: [mine]}\n"),
+            "namespaces.delete[0]",
+            "protected",
+        ),
+        (
+            with("crds: {}\nnamespaces: {deleteWhen: [{prefix: kube-, labels: [example.io/x]}]}\n"),
+            "namespaces.deleteWhen[0]",
+            "kube-",
+        ),
+        (
+            with("crds: {}\nnamespaces: {deleteWhen: [{prefix: de, labels: [example.io/x]}]}\n"),
+            "namespaces.deleteWhen[0]",
+            "default",
+        ),
+    ];
+    for (text, field, says) in cases {
+        match Profile::from_yaml_str(&text, "test.yaml") {
+            Err(ProfileError::Invalid {
+                field: f, message, ..
+            }) => {
+                assert_eq!(f, field, "{text}");
+                assert!(message.contains(says), "{text}: {message}");
+            }
+            other => panic!("{text}: expected invalid {field}, got {other:?}"),
+        }
+    }
+    // A group within a reserved domain may still be named exactly, and a
+    // subdomain of one owned.
+    Profile::from_yaml_str(
+        &with("crds: {groups: [cluster.x-k8s.io]}\nnamespaces: {deleteWhen: [{prefix: ext-, labels: [example.io/x]}]}\n"),
+        "test.yaml",
+    )
+    .expect("a subdomain of a reserved domain is a real owner");
+}
+
+#[test]
+fn an_oversized_profile_file_is_refused_before_parsing() {
+    // 10 MiB of valid-looking YAML: a list of domains.
+    let mut text = String::from("name: demo\ndomains:\n");
+    while text.len() < 10 * 1024 * 1024 {
+        text.push_str("  - a-long-domain-name-for-padding.example.io\n");
+    }
+    text.push_str("crds: {}\nnamespaces: {}\n");
+    let file = write_temp(&text);
+    let started = std::time::Instant::now();
+    let err = Profile::from_yaml_file(file.path()).expect_err("too large");
+    assert!(matches!(err, ProfileError::TooLarge { .. }), "{err}");
+    assert!(err.to_string().contains(&MAX_PROFILE_BYTES.to_string()));
+    // The same text given as a string goes to the parser, which must
+    // answer (a budget error or a profile) without panicking.
+    let parsed = Profile::from_yaml_str(&text, "big.yaml");
+    eprintln!(
+        "10 MiB profile: {:?} in {:?}",
+        parsed
+            .as_ref()
+            .map(|p| p.domains.len())
+            .map_err(ToString::to_string),
+        started.elapsed()
+    );
+}
+
+#[test]
+fn deeply_nested_profiles_are_parse_errors_not_stack_overflows() {
+    for deep in crate::hostile_inputs::nested_yaml(100_000) {
+        for text in [
+            deep.clone(),
+            format!(
+                "name: demo\ndomains: [example.io]\ncrds: {{}}\nnamespaces: {{}}\nprotected: {deep}"
+            ),
+        ] {
+            let err = Profile::from_yaml_str(&text, "deep.yaml").expect_err("too deep");
+            assert!(matches!(err, ProfileError::Parse { .. }), "{err}");
+        }
+    }
+}
+
+mod never_panics {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(96))]
+
+        #[test]
+        fn on_arbitrary_text(text in "\\PC{0,400}") {
+            let _ = Profile::from_yaml_str(&text, "random.yaml");
+        }
+
+        #[test]
+        fn on_yaml_like_text(text in "([a-zA-Z]+: |- |\\[|\\]|\\{|\\}|, |\n|  |&a |\\*a |!tag |'|\"|#|\\.|kube-system|io|k8s.io){0,60}") {
+            let _ = Profile::from_yaml_str(&text, "yamlish.yaml");
+        }
+
+        #[test]
+        fn on_the_builtin_profile_cut_and_flipped(cut in 0.0f64..=1.0, flip in 0.0f64..1.0, bit in 0u8..7) {
+            let mut bytes = include_str!("../../profiles/kubesphere.yaml").as_bytes().to_vec();
+            let at = ((bytes.len() as f64) * flip) as usize;
+            bytes[at] ^= 1 << bit;
+            bytes.truncate(((bytes.len() as f64) * cut) as usize);
+            let _ = Profile::from_yaml_str(&String::from_utf8_lossy(&bytes), "damaged.yaml");
+        }
+    }
+}
