@@ -378,7 +378,11 @@ mod tests {
             .expect_err("gives up");
         assert!(is_transport_error(&err));
         assert!(start.elapsed() >= Duration::from_secs(30));
-        assert!(start.elapsed() < Duration::from_secs(31), "{:?}", start.elapsed());
+        assert!(
+            start.elapsed() < Duration::from_secs(31),
+            "{:?}",
+            start.elapsed()
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -17,7 +17,5 @@ pub use report::{
     ActionReport, ExecutionReport, NoProgress, Outcome, OutcomeCounts, PhaseReport, Progress,
     Remaining, Stopped, WaitReport,
 };
-pub use run::{
-    ExecuteError, ExecuteOptions, INTERRUPTED, execute, run_single, wait_for_deletion,
-};
+pub use run::{ExecuteError, ExecuteOptions, INTERRUPTED, execute, run_single, wait_for_deletion};
 pub use stuck::describe_content;
