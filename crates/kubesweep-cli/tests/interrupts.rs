@@ -24,6 +24,8 @@ use serde_json::json;
 struct Running {
     child: Child,
     stderr: std::thread::JoinHandle<String>,
+    /// Each stderr line as it is written.
+    lines: std::sync::mpsc::Receiver<String>,
 }
 
 /// Starts `kubesweep args` in `dir` (its backups and audit record land in
@@ -39,15 +41,21 @@ fn start(args: &[&str], kubeconfig: &Path, dir: &Path) -> Running {
         .spawn()
         .expect("start kubesweep");
     let pipe = child.stderr.take().expect("stderr");
+    let (tx, lines) = std::sync::mpsc::channel();
     let stderr = std::thread::spawn(move || {
         let mut all = String::new();
         for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+            let _ = tx.send(line.clone());
             all.push_str(&line);
             all.push('\n');
         }
         all
     });
-    Running { child, stderr }
+    Running {
+        child,
+        stderr,
+        lines,
+    }
 }
 
 impl Running {
@@ -66,6 +74,17 @@ impl Running {
             status,
             stdout,
             stderr,
+        }
+    }
+
+    /// Waits for a stderr line starting with `prefix`.
+    fn wait_for_line(&self, prefix: &str) {
+        loop {
+            match self.lines.recv_timeout(Duration::from_secs(180)) {
+                Ok(line) if line.starts_with(prefix) => return,
+                Ok(_) => {}
+                Err(e) => panic!("no stderr line starting with {prefix:?}: {e}"),
+            }
         }
     }
 
@@ -165,6 +184,73 @@ async fn sigint_during_apply_stops_cleanly_and_a_rerun_finishes() {
     let again = kubesweep_as(&["apply", "--yes"], &kubeconfig);
     assert_applied_clean(&again);
     assert_verdict_clean(&client, &footprint, &before).await;
+    reset(&client, &footprint).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_second_sigint_aborts_at_once_and_a_rerun_finishes() {
+    let _lock = cluster_lock();
+    let client = shared_client().await;
+    let kubeconfig = test_kubeconfig();
+    let footprint = seeded(&client).await;
+    let before = snapshot(&client, &footprint).await.expect("snapshot");
+    let dir = tempfile::tempdir().expect("scratch");
+
+    let mut run = start(
+        &["apply", "--yes", "--max-in-flight", "1"],
+        &kubeconfig,
+        dir.path(),
+    );
+    wait_for_first_write(&mut run, dir.path());
+    run.signal("INT");
+    run.wait_for_line("kubesweep: interrupted: finishing");
+    run.signal("INT");
+    let out = run.finish();
+    assert_eq!(out.status.code(), Some(130), "{}", explain(&out));
+    assert!(
+        stderr(&out).contains("kubesweep: aborted"),
+        "{}",
+        explain(&out)
+    );
+    assert_backup_dir_clean(dir.path());
+    assert_verdict_clean(&client, &footprint, &before).await;
+
+    let again = kubesweep_as(&["apply", "--yes"], &kubeconfig);
+    assert_applied_clean(&again);
+    reset(&client, &footprint).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigint_during_the_backup_leaves_no_partial_file_and_changes_nothing() {
+    let _lock = cluster_lock();
+    let client = shared_client().await;
+    let kubeconfig = test_kubeconfig();
+    let footprint = seeded(&client).await;
+    let before = snapshot(&client, &footprint).await.expect("snapshot");
+    let dir = tempfile::tempdir().expect("scratch");
+
+    let run = start(&["apply", "--yes"], &kubeconfig, dir.path());
+    // Printed right before the backup starts.
+    run.wait_for_line("applying:");
+    run.signal("INT");
+    let out = run.finish();
+    assert_eq!(out.status.code(), Some(130), "{}", explain(&out));
+    // The signal lands while the backup is collected or written (it takes
+    // longer than `kill` does): nothing may have changed.
+    assert!(
+        stderr(&out).contains("interrupted before any change; nothing was changed"),
+        "{}",
+        explain(&out)
+    );
+    assert!(audit_file(dir.path()).is_none(), "{}", explain(&out));
+    if backup_dir(dir.path()).exists() {
+        assert_backup_dir_clean(dir.path());
+    }
+    let after = snapshot(&client, &footprint).await.expect("snapshot");
+    assert_eq!(
+        before, after,
+        "an apply interrupted before its first change changed the cluster"
+    );
     reset(&client, &footprint).await;
 }
 

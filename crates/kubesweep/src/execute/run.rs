@@ -119,12 +119,10 @@ pub async fn execute(
             continue;
         }
         if options.cancel.is_cancelled() {
-            // Interrupted between phases: the last phase that ran is named.
-            if report.stopped.is_none()
-                && let Some(last) = report.phases.last()
-            {
-                report.stopped = Some(interrupted(last.id));
-            }
+            // Interrupted between phases (or before the first one): the
+            // last phase that ran is named.
+            let last = report.phases.last().map_or(PhaseId::Preflight, |p| p.id);
+            report.stopped = Some(interrupted(last));
             break;
         }
         let phase_report = run_phase(&ctx, phase, options, progress).await;
