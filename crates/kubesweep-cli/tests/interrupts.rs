@@ -270,10 +270,22 @@ async fn running_controller(client: &kube::Client) -> Api<Deployment> {
         }
     }))
     .expect("deployment");
-    deployments
-        .create(&PostParams::default(), &deployment)
-        .await
-        .expect("create controller");
+    // Left over by an earlier failed run: back to the seeded state.
+    let _ = deployments
+        .delete("ks-controller-manager", &Default::default())
+        .await;
+    for _ in 0..100 {
+        match deployments
+            .create(&PostParams::default(), &deployment)
+            .await
+        {
+            Ok(_) => break,
+            Err(kube::Error::Api(e)) if e.code == 409 => {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(e) => panic!("create controller: {e}"),
+        }
+    }
     for _ in 0..100 {
         let d = deployments.get("ks-controller-manager").await.expect("get");
         if d.status.and_then(|s| s.replicas).unwrap_or(0) > 0 {
@@ -349,4 +361,44 @@ async fn apply_rides_out_an_api_server_restart() {
 
     let again = kubesweep_as(&["verify"], plane.kubeconfig());
     assert_eq!(again.status.code(), Some(0), "{}", explain(&again));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn controllers_that_do_not_stop_in_time_are_scaled_back() {
+    let _lock = cluster_lock();
+    let client = shared_client().await;
+    let kubeconfig = test_kubeconfig();
+    let footprint = seeded(&client).await;
+    let deployments = running_controller(&client).await;
+
+    // No time for the pods to go: the scale-down happened, the stop failed,
+    // and the run ends (exit 7) after scaling the controllers back.
+    let out = kubesweep_as(
+        &[
+            "apply",
+            "--yes",
+            "--stop-controllers",
+            "--wait-timeout",
+            "0",
+        ],
+        &kubeconfig,
+    );
+    assert_eq!(out.status.code(), Some(7), "{}", explain(&out));
+    assert!(
+        stderr(&out).contains("could not be stopped")
+            && stderr(&out).contains("scaling platform controllers back up"),
+        "{}",
+        explain(&out)
+    );
+    let replicas = deployments
+        .get("ks-controller-manager")
+        .await
+        .expect("the controller Deployment is still there")
+        .spec
+        .replicas;
+    assert_eq!(replicas, Some(2), "{}", explain(&out));
+
+    let again = kubesweep_as(&["apply", "--yes", "--stop-controllers"], &kubeconfig);
+    assert_applied_clean(&again);
+    reset(&client, &footprint).await;
 }
