@@ -9,6 +9,7 @@ use std::io::{BufRead, IsTerminal, Write};
 use crate::args::{ApplyFlags, ClusterArgs, LogFormat, PlanFlags, ProfileArgs};
 use crate::audit::Audit;
 use crate::exit::{CliError, Exit};
+use crate::interrupt::Interrupt;
 use crate::{backup_cmd, plan_cmd, progress, session, verify_cmd};
 use kubesweep::cluster::Cluster;
 use kubesweep::execute::{ExecuteOptions, ExecutionReport, Progress};
@@ -50,6 +51,13 @@ pub async fn run(
         None => plan_flags.options(),
     };
 
+    // Signals end the process at once until the backup starts; from then on
+    // they stop the run cooperatively (see `interrupt`).
+    let interrupt = Interrupt::install();
+    kubesweep::retry::set_outage_budget(std::time::Duration::from_secs(
+        flags.api_outage_timeout_secs,
+    ));
+
     let cluster = session::connect(cluster_args).await?;
     let inventory = kubesweep::discover::discover(&cluster.client, &profile, &cluster.identity)
         .await
@@ -74,14 +82,25 @@ pub async fn run(
     let running = preflight(&cluster, &profile, &plan, flags).await?;
     confirm(&cluster, &plan, flags)?;
     // Nothing is mutated before the backup is written and verified, not even
-    // the controllers' replica counts.
-    let backup = backup_cmd::before_apply(&cluster, &plan, &inventory, &flags.backup).await?;
-    let plan = still_confirmed(&cluster, &profile, &plan, &options).await?;
+    // the controllers' replica counts. An interrupt drops the backup whole
+    // (its temporary file goes with it) or lets it finish, never half.
+    interrupt.writing(&flags.backup.backup_dir);
+    let backup = before_changes(
+        &interrupt,
+        backup_cmd::before_apply(&cluster, &plan, &inventory, &flags.backup),
+    )
+    .await?;
+    let plan = before_changes(
+        &interrupt,
+        still_confirmed(&cluster, &profile, &plan, &options),
+    )
+    .await?;
 
     let execute_options = ExecuteOptions {
         max_in_flight: usize::from(flags.max_in_flight),
         wait_timeout: std::time::Duration::from_secs(flags.wait_timeout_secs),
         keep_going: flags.keep_going,
+        cancel: interrupt.cancel().clone(),
         ..ExecuteOptions::default()
     };
     let bars;
@@ -100,14 +119,123 @@ pub async fn run(
         .unwrap_or_else(|| flags.backup.backup_dir.clone());
     let audit = Audit::create(&audit_dir, &plan, display)?;
     eprintln!("audit record: {}", audit.path().display());
-    stop_controllers(&cluster, &running, flags, &audit).await?;
-    let report = kubesweep::execute::execute(&cluster.client, &plan, &execute_options, &audit)
+    interrupt.set_undo_hints(
+        running
+            .iter()
+            .map(kubesweep::preflight::scale_back_command)
+            .collect(),
+    );
+    let outcome = change(
+        &cluster,
+        &profile,
+        &options,
+        &plan,
+        &running,
+        flags,
+        &execute_options,
+        &audit,
+    )
+    .await;
+    // A run that did not end clean must not leave the platform half
+    // stopped: scale the controllers back (an interrupt included).
+    if !matches!(outcome, Ok(Exit::Ok)) {
+        restart_controllers(&cluster, &running, &audit).await;
+    }
+    interrupt.set_undo_hints(Vec::new());
+    audit.finish()?;
+    eprintln!("audit record of every write: {}", audit.path().display());
+    outcome
+}
+
+/// Runs a read-only or all-or-nothing step before the first change, unless
+/// a signal comes first: then the step is dropped (a backup's temporary file
+/// with it) and the run ends with nothing changed.
+async fn before_changes<T>(
+    interrupt: &Interrupt,
+    step: impl std::future::Future<Output = Result<T, CliError>>,
+) -> Result<T, CliError> {
+    let interrupted = || {
+        CliError::new(
+            Exit::Interrupted,
+            "interrupted before any change; nothing was changed",
+        )
+    };
+    let value = tokio::select! {
+        biased;
+        result = step => result?,
+        () = interrupt.interrupted() => return Err(interrupted()),
+    };
+    if interrupt.is_interrupted() {
+        return Err(interrupted());
+    }
+    Ok(value)
+}
+
+/// The part of `apply` that changes the cluster: stop the controllers, run
+/// the plan, verify.
+#[allow(clippy::too_many_arguments)]
+async fn change(
+    cluster: &Cluster,
+    profile: &Profile,
+    options: &kubesweep::plan::PlanOptions,
+    plan: &Plan,
+    running: &[RunningController],
+    flags: &ApplyFlags,
+    execute_options: &ExecuteOptions,
+    audit: &Audit<'_>,
+) -> Result<Exit, CliError> {
+    stop_controllers(cluster, running, flags, audit).await?;
+    let report = kubesweep::execute::execute(&cluster.client, plan, execute_options, audit)
         .await
         .map_err(|e| CliError::new(Exit::StalePlan, session::chain(&e)))?;
-    audit.finish()?;
     print_report(&report);
-    eprintln!("audit record of every write: {}", audit.path().display());
-    finish_with_verify(&cluster, &profile, &options, Some(&report)).await
+    if execute_options.cancel.is_cancelled() {
+        let not_started = plan.total_actions().saturating_sub(report.counts.total);
+        return Err(CliError::new(
+            Exit::Interrupted,
+            format!(
+                "interrupted: {} action(s) ran ({} failed), {not_started} not started; \
+                 run `kubesweep apply` again to finish",
+                report.counts.total, report.counts.failed
+            ),
+        ));
+    }
+    finish_with_verify(cluster, profile, options, Some(&report)).await
+}
+
+/// Scales the controllers `--stop-controllers` stopped back to their replica
+/// counts; when that fails, prints the commands that do it.
+async fn restart_controllers(cluster: &Cluster, running: &[RunningController], audit: &Audit<'_>) {
+    if running.is_empty() {
+        return;
+    }
+    eprintln!(
+        "scaling platform controllers back up: {}",
+        controller_names(running).join(", ")
+    );
+    let failed = kubesweep::preflight::restore_controllers(&cluster.client, running).await;
+    for c in running {
+        let error = failed.iter().find(|(f, _)| f.uid == c.uid).map(|(_, e)| e);
+        audit.record(serde_json::json!({
+            "phase": "stop-controllers",
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "namespace": c.namespace,
+            "name": c.name,
+            "uid": c.uid,
+            "operation": {"type": "scaleBack", "replicas": c.replicas},
+            "reason": "the run did not end clean; the controllers --stop-controllers stopped run again",
+            "result": if error.is_some() { "failed" } else { "done" },
+        }));
+    }
+    for (c, why) in &failed {
+        eprintln!(
+            "kubesweep: could not scale deployment {}/{} back ({why}); run: {}",
+            c.namespace,
+            c.name,
+            kubesweep::preflight::scale_back_command(c)
+        );
+    }
 }
 
 /// Refuses before any change when the credentials lack a permission the plan

@@ -143,6 +143,14 @@ pub struct ApplyFlags {
     /// cleaning of kept namespaces: that would risk user data).
     #[arg(long)]
     pub keep_going: bool,
+    /// How long a request waits for an unreachable API server (refused or
+    /// broken connections, as during a restart) before it fails.
+    #[arg(
+        long = "api-outage-timeout",
+        value_name = "SECONDS",
+        default_value_t = 60
+    )]
+    pub api_outage_timeout_secs: u64,
     #[command(flatten)]
     pub backup: BackupFlags,
 }

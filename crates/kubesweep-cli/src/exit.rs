@@ -30,6 +30,9 @@ pub enum Exit {
     Backup = 8,
     /// A bug in kubesweep.
     Internal = 70,
+    /// Interrupted by SIGINT or SIGTERM (the shell's 128 + 2); a re-run
+    /// finishes the job.
+    Interrupted = 130,
 }
 
 /// An error that ends the command with a given exit code.

@@ -6,6 +6,7 @@ mod args;
 mod audit;
 mod backup_cmd;
 mod exit;
+mod interrupt;
 mod plan_cmd;
 mod profiles_cmd;
 mod progress;

@@ -82,15 +82,30 @@ fn to_json(plan: &Plan) -> Result<String, CliError> {
 /// renamed, so an interrupted write never leaves half a plan behind.
 pub fn save_plan(plan: &Plan, path: &Path) -> Result<(), CliError> {
     let json = to_json(plan)?;
+    write_durably(path, (json + "\n").as_bytes()).map_err(|e| {
+        CliError::new(
+            Exit::BadInput,
+            format!("failed to write plan {}: {e}", path.display()),
+        )
+    })
+}
+
+/// Writes `bytes` to `path` so that a crash leaves the old file or the new
+/// one, never a torn one: a temporary file synced before the rename, and the
+/// directory synced after it (the rename is durable only then).
+fn write_durably(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
     let tmp = path.with_extension("json.tmp");
-    std::fs::write(&tmp, json + "\n")
-        .and_then(|()| std::fs::rename(&tmp, path))
-        .map_err(|e| {
-            CliError::new(
-                Exit::BadInput,
-                format!("failed to write plan {}: {e}", path.display()),
-            )
-        })
+    let mut file = std::fs::File::create(&tmp)?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    drop(file);
+    std::fs::rename(&tmp, path)?;
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    std::fs::File::open(dir)?.sync_all()
 }
 
 /// Reads a plan file, refusing anything that is not an unedited plan of this

@@ -364,9 +364,70 @@ pub async fn stop_controllers(
     report
 }
 
+/// Scales controllers that [`stop_controllers`] scaled to zero back to their
+/// replica counts (an interrupted or failed run must not leave the platform
+/// half stopped). Bound to the UID like the scale-down. Returns the ones
+/// that could not be restored, with why; a Deployment gone since is none of
+/// them.
+pub async fn restore_controllers(
+    client: &Client,
+    controllers: &[RunningController],
+) -> Vec<(RunningController, String)> {
+    let mut failed = Vec::new();
+    for c in controllers {
+        let api: Api<Deployment> = Api::namespaced(client.clone(), &c.namespace);
+        let patch = match serde_json::from_value::<json_patch::Patch>(json!([
+            {"op": "test", "path": "/metadata/uid", "value": c.uid},
+            {"op": "replace", "path": "/spec/replicas", "value": c.replicas},
+        ])) {
+            Ok(p) => Patch::Json::<()>(p),
+            Err(err) => {
+                failed.push((c.clone(), format!("internal: bad patch: {err}")));
+                continue;
+            }
+        };
+        let what = format!("scale {}/{} back to {}", c.namespace, c.name, c.replicas);
+        let params = PatchParams::default();
+        match retry::with_retry(&RetryPolicy::standard(), &what, || {
+            api.patch(&c.name, &params, &patch)
+        })
+        .await
+        {
+            Ok(_) => {}
+            Err(err) if retry::is_not_found(&err) => {}
+            Err(err) => failed.push((c.clone(), error_message(&err))),
+        }
+    }
+    failed
+}
+
+/// The kubectl command that scales `c` back, for an operator to run when
+/// kubesweep could not.
+pub fn scale_back_command(c: &RunningController) -> String {
+    format!(
+        "kubectl -n {} scale deployment/{} --replicas={}",
+        c.namespace, c.name, c.replicas
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_scale_back_command_names_namespace_deployment_and_replicas() {
+        let c = RunningController {
+            namespace: "kubesphere-system".into(),
+            name: "ks-controller-manager".into(),
+            uid: "u".into(),
+            replicas: 2,
+            ready_replicas: 0,
+        };
+        assert_eq!(
+            scale_back_command(&c),
+            "kubectl -n kubesphere-system scale deployment/ks-controller-manager --replicas=2"
+        );
+    }
     use crate::inventory::{ClusterIdentity, types};
     use crate::plan::{Action, PLAN_SCHEMA_VERSION, Phase, PlanCounts, PlanOptions, Propagation};
     use crate::resource::ObjectRef;

@@ -3,12 +3,19 @@
 //! 5xx, server timeouts and broken connections, and never retrying what the
 //! caller must decide on (404, 409, 4xx).
 //!
+//! A broken connection (refused, reset, timed out: the API server restarting)
+//! is retried past the attempt count for as long as the outage budget allows
+//! ([`RetryPolicy::outage_budget`], `--api-outage-timeout`): a restart takes
+//! longer than a few backoff steps, and nothing has reached the server, so
+//! waiting is safe. API errors never get this grace.
+//!
 //! kube-rs turns an error response into `kube::Error::Api(Status)` after the
 //! HTTP response is consumed, so the `Retry-After` header is not reachable
 //! here; the API server writes the same value into the Status body as
 //! `details.retryAfterSeconds`, which is what we read.
 
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use rand::Rng;
@@ -24,6 +31,27 @@ pub struct RetryPolicy {
     pub max_delay: Duration,
     /// Upper bound for a server-requested delay (a misbehaving proxy could ask for hours).
     pub max_retry_after: Duration,
+    /// How long a request keeps retrying broken connections, counted from
+    /// the first one in a row, even after `max_attempts` (zero: no grace).
+    pub outage_budget: Duration,
+}
+
+/// The outage budget of [`RetryPolicy::standard`], in milliseconds; the
+/// command line sets it once from `--api-outage-timeout`.
+static OUTAGE_BUDGET_MS: AtomicU64 = AtomicU64::new(DEFAULT_OUTAGE_BUDGET.as_millis() as u64);
+
+/// Default of `--api-outage-timeout`.
+pub const DEFAULT_OUTAGE_BUDGET: Duration = Duration::from_secs(60);
+
+/// Sets the outage budget every [`RetryPolicy::standard`] made from now on
+/// carries (process-wide, so that discovery, backup and execution agree).
+pub fn set_outage_budget(budget: Duration) {
+    let ms = u64::try_from(budget.as_millis()).unwrap_or(u64::MAX);
+    OUTAGE_BUDGET_MS.store(ms, Ordering::Relaxed);
+}
+
+fn outage_budget() -> Duration {
+    Duration::from_millis(OUTAGE_BUDGET_MS.load(Ordering::Relaxed))
 }
 
 impl Default for RetryPolicy {
@@ -41,6 +69,7 @@ impl RetryPolicy {
             base_delay: Duration::from_millis(100),
             max_delay: Duration::from_secs(8),
             max_retry_after: Duration::from_secs(30),
+            outage_budget: outage_budget(),
         }
     }
 
@@ -52,6 +81,8 @@ impl RetryPolicy {
             base_delay: Duration::from_millis(100),
             max_delay: Duration::from_secs(1),
             max_retry_after: Duration::from_secs(5),
+            // A probe's failure is its answer: no grace.
+            outage_budget: Duration::ZERO,
         }
     }
 
@@ -61,6 +92,13 @@ impl RetryPolicy {
             max_attempts: 1,
             ..Self::quick()
         }
+    }
+
+    /// Whether to try again after attempt number `attempt` (1-based) failed
+    /// retryably; `outage` is how long connections have been failing in a
+    /// row when the failure was a broken connection.
+    pub fn retries_after(&self, attempt: u32, outage: Option<Duration>) -> bool {
+        attempt < self.max_attempts || outage.is_some_and(|d| d < self.outage_budget)
     }
 
     /// Backoff before retry number `retry` (0-based), with "equal jitter":
@@ -180,6 +218,8 @@ where
     Fut: Future<Output = Result<T, kube::Error>>,
 {
     let mut attempt = 0u32;
+    // When the current run of broken connections began.
+    let mut outage_since: Option<tokio::time::Instant> = None;
     loop {
         attempt += 1;
         match op().await {
@@ -188,11 +228,30 @@ where
                 let Retryable::Yes { retry_after } = classify(&err) else {
                     return Err(err);
                 };
-                if attempt >= policy.max_attempts {
-                    tracing::debug!(what, attempt, error = %err, "giving up after retries");
+                outage_since = if is_transport_error(&err) {
+                    Some(outage_since.unwrap_or_else(tokio::time::Instant::now))
+                } else {
+                    None
+                };
+                let outage = outage_since.map(|t| t.elapsed());
+                if !policy.retries_after(attempt, outage) {
+                    if let Some(down) = outage.filter(|_| attempt > policy.max_attempts) {
+                        tracing::warn!(what, down = ?down, budget = ?policy.outage_budget, error = %err,
+                            "API server unreachable for longer than the outage budget (--api-outage-timeout); giving up");
+                    } else {
+                        tracing::debug!(what, attempt, error = %err, "giving up after retries");
+                    }
                     return Err(err);
                 }
-                let backoff = policy.backoff(attempt - 1);
+                // Past the attempt count only the outage budget keeps us
+                // here: poll at the capped step, but not beyond the budget.
+                let backoff = match outage {
+                    Some(down) if attempt >= policy.max_attempts => policy
+                        .backoff(attempt - 1)
+                        .min(policy.outage_budget.saturating_sub(down))
+                        .max(Duration::from_millis(100)),
+                    _ => policy.backoff(attempt - 1),
+                };
                 // The server knows its queue; wait at least as long as it asked.
                 let delay = match retry_after {
                     Some(server) => server.min(policy.max_retry_after).max(backoff),
@@ -264,6 +323,66 @@ mod tests {
         .expect("second attempt succeeds");
         assert_eq!(out, 1);
         assert!(start.elapsed() >= Duration::from_secs(2));
+    }
+
+    /// A connection error as the retry layer sees it (a refused TCP connect).
+    fn refused() -> kube::Error {
+        kube::Error::Service(Box::new(std::io::Error::new(
+            std::io::ErrorKind::ConnectionRefused,
+            "connection refused",
+        )))
+    }
+
+    #[test]
+    fn the_outage_budget_extends_only_connection_failures() {
+        let p = RetryPolicy {
+            outage_budget: Duration::from_secs(60),
+            ..RetryPolicy::standard()
+        };
+        // Within the attempt count, anything retryable retries.
+        assert!(p.retries_after(1, None));
+        // Past it, an API error (no outage) stops...
+        assert!(!p.retries_after(p.max_attempts, None));
+        // ...a broken connection goes on while the budget lasts, then stops.
+        assert!(p.retries_after(p.max_attempts + 20, Some(Duration::from_secs(59))));
+        assert!(!p.retries_after(p.max_attempts + 20, Some(Duration::from_secs(60))));
+        // Probes get no grace.
+        assert!(!RetryPolicy::quick().retries_after(3, Some(Duration::from_secs(1))));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn rides_out_an_outage_within_the_budget_and_gives_up_after_it() {
+        let p = RetryPolicy {
+            outage_budget: Duration::from_secs(30),
+            ..RetryPolicy::standard()
+        };
+        // Down for 20 s, then back: succeeds, after 20 s and within 30 s.
+        let start = tokio::time::Instant::now();
+        let back_at = start + Duration::from_secs(20);
+        let out = with_retry(&p, "t", || async move {
+            if tokio::time::Instant::now() < back_at {
+                Err(refused())
+            } else {
+                Ok(())
+            }
+        })
+        .await;
+        assert!(out.is_ok(), "{out:?}");
+        assert!(start.elapsed() >= Duration::from_secs(20));
+        assert!(start.elapsed() < Duration::from_secs(30));
+
+        // Down for good: gives up once the budget is spent, not much later.
+        let start = tokio::time::Instant::now();
+        let err = with_retry(&p, "t", || async { Err::<(), _>(refused()) })
+            .await
+            .expect_err("gives up");
+        assert!(is_transport_error(&err));
+        assert!(start.elapsed() >= Duration::from_secs(30));
+        assert!(
+            start.elapsed() < Duration::from_secs(31),
+            "{:?}",
+            start.elapsed()
+        );
     }
 
     #[tokio::test(start_paused = true)]

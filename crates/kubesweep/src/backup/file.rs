@@ -166,6 +166,16 @@ pub fn file_name(kube_system_uid: &str, encrypted: bool) -> String {
     format!("kubesweep-backup-{time}-{cluster}{suffix}")
 }
 
+/// How this process's temporary backup files start: named by PID so that an
+/// abort (a second Ctrl-C, which skips destructors) can remove exactly its
+/// own, never another run's.
+pub fn temp_prefix() -> String {
+    format!(".kubesweep-backup-{}-", std::process::id())
+}
+
+/// Suffix of a temporary backup file.
+pub const TEMP_SUFFIX: &str = ".partial";
+
 /// Verifies `plain` (the archive as encoded), encrypts it when recipients are
 /// given, writes it durably with mode 0600, and verifies what is on disk.
 /// Returns only when the backup can be trusted.
@@ -221,8 +231,8 @@ pub fn write_backup(
     // tempfile creates the file with mode 0600 and a random name in `dir`, so
     // the rename below stays on one file system and is atomic.
     let mut temp = tempfile::Builder::new()
-        .prefix(".kubesweep-backup-")
-        .suffix(".partial")
+        .prefix(&temp_prefix())
+        .suffix(TEMP_SUFFIX)
         .tempfile_in(&dir)
         .map_err(|source| BackupFileError::Directory {
             dir: dir.clone(),

@@ -12,6 +12,7 @@ use kube::Client;
 use kube::api::{Api, ListParams};
 use tokio::time::Instant;
 
+use super::cancel::Cancel;
 use super::ops::{self, Ctx};
 use super::report::*;
 use crate::discover::{PAGE_SIZE, dynamic_api, error_message};
@@ -39,6 +40,9 @@ pub struct ExecuteOptions {
     /// CRDs) while a kept namespace still carries their owner reference lets the
     /// garbage collector delete the user's namespace.
     pub keep_going: bool,
+    /// Stops the run between actions (an interrupt): no new action starts,
+    /// in-flight ones finish, waits end early and no further phase runs.
+    pub cancel: Cancel,
 }
 
 impl Default for ExecuteOptions {
@@ -49,6 +53,7 @@ impl Default for ExecuteOptions {
             poll_interval: Duration::from_secs(2),
             retry: RetryPolicy::standard(),
             keep_going: false,
+            cancel: Cancel::new(),
         }
     }
 }
@@ -113,12 +118,23 @@ pub async fn execute(
         if phase.actions.is_empty() {
             continue;
         }
+        if options.cancel.is_cancelled() {
+            // Interrupted between phases (or before the first one): the
+            // last phase that ran is named.
+            let last = report.phases.last().map_or(PhaseId::Preflight, |p| p.id);
+            report.stopped = Some(interrupted(last));
+            break;
+        }
         let phase_report = run_phase(&ctx, phase, options, progress).await;
         for action in &phase_report.actions {
             report.counts.add(&action.outcome);
         }
         let failed = phase_report.actions.iter().any(|a| a.outcome.is_failure());
-        let stop = stop_reason(phase.id, &phase_report, failed, options.keep_going);
+        let stop = if options.cancel.is_cancelled() {
+            Some(interrupted(phase.id).reason)
+        } else {
+            stop_reason(phase.id, &phase_report, failed, options.keep_going)
+        };
         progress.phase_finished(&phase_report);
         report.phases.push(phase_report);
         if let Some(reason) = stop {
@@ -133,6 +149,18 @@ pub async fn execute(
     report.duration_ms = millis(started.elapsed());
     Ok(report)
 }
+
+/// The stop of a run that was interrupted during or after `after`.
+fn interrupted(after: PhaseId) -> Stopped {
+    Stopped {
+        after,
+        reason: INTERRUPTED.into(),
+    }
+}
+
+/// The [`Stopped::reason`] of an interrupted run; front ends match on it.
+pub const INTERRUPTED: &str =
+    "interrupted: no new action was started; actions already sent finished";
 
 /// Why the run must not go on after `phase`, if it must not. Failures in
 /// [`PhaseId::KeptObjects`] always stop it; other failures unless
@@ -172,8 +200,15 @@ async fn run_phase(
     let started = Instant::now();
     progress.phase_started(phase.id, phase.actions.len());
     tracing::info!(phase = %phase.id, actions = phase.actions.len(), "phase started");
-    let mut results: Vec<(usize, ActionReport)> = futures::stream::iter(phase.actions.iter().enumerate())
-        .map(|(i, action)| async move {
+    let mut results: Vec<(usize, ActionReport)> = futures::stream::iter(
+        // Checked as each slot frees up: after an interrupt no action starts.
+        phase
+            .actions
+            .iter()
+            .enumerate()
+            .take_while(|_| !options.cancel.is_cancelled()),
+    )
+    .map(|(i, action)| async move {
             let t = Instant::now();
             let outcome = ops::run_action(ctx, action).await;
             let report = ActionReport {
@@ -192,7 +227,7 @@ async fn run_phase(
     results.sort_by_key(|(i, _)| *i);
     let actions: Vec<ActionReport> = results.into_iter().map(|(_, r)| r).collect();
 
-    let wait = if phase.id.waits_for_deletion() {
+    let wait = if phase.id.waits_for_deletion() && !options.cancel.is_cancelled() {
         let pending: Vec<ObjectRef> = phase
             .actions
             .iter()
@@ -237,11 +272,28 @@ pub(crate) async fn wait_gone(
         if pending.is_empty() {
             continue;
         }
-        if started.elapsed() >= options.wait_timeout {
+        if started.elapsed() >= options.wait_timeout || options.cancel.is_cancelled() {
             break;
         }
-        tokio::time::sleep(pause.min(options.wait_timeout.saturating_sub(started.elapsed()))).await;
+        tokio::select! {
+            () = tokio::time::sleep(pause.min(options.wait_timeout.saturating_sub(started.elapsed()))) => {}
+            () = options.cancel.cancelled() => {}
+        }
         pause = (pause * 2).min(options.poll_interval);
+    }
+    if options.cancel.is_cancelled() {
+        // No further reads after an interrupt: the operator wants out.
+        return WaitReport {
+            waited_ms: millis(started.elapsed()),
+            timed_out: false,
+            remaining: pending
+                .into_iter()
+                .map(|target| Remaining {
+                    target,
+                    reasons: vec!["interrupted before it was gone".into()],
+                })
+                .collect(),
+        };
     }
     let remaining = explain_remaining(ctx, &pending, options.max_in_flight).await;
     tracing::warn!(phase = %phase, remaining = remaining.len(), "deletions still pending after the wait budget");

@@ -1,0 +1,404 @@
+//! Faults during `apply` (issue 10): SIGINT/SIGTERM in the middle of a run,
+//! and the API server going away and coming back. Each runs the real binary
+//! as a child process against a real control plane, interrupts it once it
+//! has started changing the cluster, and then checks the cluster itself:
+//! nothing foreign touched, controllers back, backup directory clean, and a
+//! re-run that finishes the job.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use k8s_openapi::api::apps::v1::Deployment;
+use kube::Api;
+use kube::api::PostParams;
+use kubesweep_fixtures::harness::{PrivateControlPlane, cluster_lock, shared_client};
+use kubesweep_fixtures::snapshot;
+use serde_json::json;
+
+/// A running `kubesweep` with its stderr collected by a thread.
+struct Running {
+    child: Child,
+    stderr: std::thread::JoinHandle<String>,
+    /// Each stderr line as it is written.
+    lines: std::sync::mpsc::Receiver<String>,
+}
+
+/// Starts `kubesweep args` in `dir` (its backups and audit record land in
+/// `dir/kubesweep-backups`).
+fn start(args: &[&str], kubeconfig: &Path, dir: &Path) -> Running {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kubesweep"))
+        .current_dir(dir)
+        .args(args)
+        .env("KUBECONFIG", kubeconfig)
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start kubesweep");
+    let pipe = child.stderr.take().expect("stderr");
+    let (tx, lines) = std::sync::mpsc::channel();
+    let stderr = std::thread::spawn(move || {
+        let mut all = String::new();
+        for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+            let _ = tx.send(line.clone());
+            all.push_str(&line);
+            all.push('\n');
+        }
+        all
+    });
+    Running {
+        child,
+        stderr,
+        lines,
+    }
+}
+
+impl Running {
+    /// Waits for the end; the collected stderr goes into the output.
+    fn finish(mut self) -> Output {
+        let stdout = {
+            let mut s = Vec::new();
+            if let Some(mut out) = self.child.stdout.take() {
+                let _ = std::io::Read::read_to_end(&mut out, &mut s);
+            }
+            s
+        };
+        let status = self.child.wait().expect("wait");
+        let stderr = self.stderr.join().expect("stderr thread").into_bytes();
+        Output {
+            status,
+            stdout,
+            stderr,
+        }
+    }
+
+    /// Waits for a stderr line starting with `prefix`.
+    fn wait_for_line(&self, prefix: &str) {
+        loop {
+            match self.lines.recv_timeout(Duration::from_secs(180)) {
+                Ok(line) if line.starts_with(prefix) => return,
+                Ok(_) => {}
+                Err(e) => panic!("no stderr line starting with {prefix:?}: {e}"),
+            }
+        }
+    }
+
+    fn signal(&self, name: &str) {
+        let ok = Command::new("kill")
+            .args([&format!("-{name}"), &self.child.id().to_string()])
+            .status()
+            .expect("run kill")
+            .success();
+        assert!(ok, "kill -{name} failed");
+    }
+}
+
+fn backup_dir(dir: &Path) -> PathBuf {
+    dir.join("kubesweep-backups")
+}
+
+/// The audit record in `dir`, once it exists.
+fn audit_file(dir: &Path) -> Option<PathBuf> {
+    std::fs::read_dir(backup_dir(dir))
+        .ok()?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|x| x == "jsonl"))
+}
+
+/// Waits until the run has recorded its first write: from then on it is
+/// changing the cluster.
+fn wait_for_first_write(run: &mut Running, dir: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(180);
+    loop {
+        if let Some(path) = audit_file(dir)
+            && std::fs::read_to_string(&path).is_ok_and(|t| t.lines().next().is_some())
+        {
+            return;
+        }
+        if let Ok(Some(status)) = run.child.try_wait() {
+            panic!("kubesweep ended ({status}) before its first write");
+        }
+        assert!(Instant::now() < deadline, "no audit line within 3 minutes");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// The backup directory holds complete archives and audit records only, and
+/// every audit line is JSON.
+fn assert_backup_dir_clean(dir: &Path) {
+    for entry in std::fs::read_dir(backup_dir(dir)).expect("backup dir") {
+        let path = entry.expect("entry").path();
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default();
+        assert!(
+            (name.starts_with("kubesweep-backup-") && name.ends_with(".tar.gz"))
+                || (name.starts_with("kubesweep-audit-") && name.ends_with(".jsonl")),
+            "unexpected file in the backup directory: {name}"
+        );
+        if name.ends_with(".jsonl") {
+            let text = std::fs::read_to_string(&path).expect("audit");
+            for line in text.lines() {
+                serde_json::from_str::<serde_json::Value>(line)
+                    .unwrap_or_else(|e| panic!("audit line is not JSON ({e}): {line}"));
+            }
+        }
+    }
+}
+
+fn assert_interrupted(out: &Output) {
+    assert_eq!(out.status.code(), Some(130), "{}", explain(out));
+    assert!(stderr(out).contains("interrupted"), "{}", explain(out));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigint_during_apply_stops_cleanly_and_a_rerun_finishes() {
+    let _lock = cluster_lock();
+    let client = shared_client().await;
+    let kubeconfig = test_kubeconfig();
+    let footprint = seeded(&client).await;
+    let before = snapshot(&client, &footprint).await.expect("snapshot");
+    let dir = tempfile::tempdir().expect("scratch");
+
+    // One request at a time, so the run is still going when the signal lands.
+    let mut run = start(
+        &["apply", "--yes", "--max-in-flight", "1"],
+        &kubeconfig,
+        dir.path(),
+    );
+    wait_for_first_write(&mut run, dir.path());
+    run.signal("INT");
+    let out = run.finish();
+    assert_interrupted(&out);
+    assert!(stderr(&out).contains("not started"), "{}", explain(&out));
+    assert_backup_dir_clean(dir.path());
+    assert_verdict_clean(&client, &footprint, &before).await;
+
+    let again = kubesweep_as(&["apply", "--yes"], &kubeconfig);
+    assert_applied_clean(&again);
+    assert_verdict_clean(&client, &footprint, &before).await;
+    reset(&client, &footprint).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_second_sigint_aborts_at_once_and_a_rerun_finishes() {
+    let _lock = cluster_lock();
+    let client = shared_client().await;
+    let kubeconfig = test_kubeconfig();
+    let footprint = seeded(&client).await;
+    let before = snapshot(&client, &footprint).await.expect("snapshot");
+    let dir = tempfile::tempdir().expect("scratch");
+
+    let mut run = start(
+        &["apply", "--yes", "--max-in-flight", "1"],
+        &kubeconfig,
+        dir.path(),
+    );
+    wait_for_first_write(&mut run, dir.path());
+    run.signal("INT");
+    run.wait_for_line("kubesweep: interrupted: finishing");
+    run.signal("INT");
+    let out = run.finish();
+    assert_eq!(out.status.code(), Some(130), "{}", explain(&out));
+    assert!(
+        stderr(&out).contains("kubesweep: aborted"),
+        "{}",
+        explain(&out)
+    );
+    assert_backup_dir_clean(dir.path());
+    assert_verdict_clean(&client, &footprint, &before).await;
+
+    let again = kubesweep_as(&["apply", "--yes"], &kubeconfig);
+    assert_applied_clean(&again);
+    reset(&client, &footprint).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigint_during_the_backup_leaves_no_partial_file_and_changes_nothing() {
+    let _lock = cluster_lock();
+    let client = shared_client().await;
+    let kubeconfig = test_kubeconfig();
+    let footprint = seeded(&client).await;
+    let before = snapshot(&client, &footprint).await.expect("snapshot");
+    let dir = tempfile::tempdir().expect("scratch");
+
+    let run = start(&["apply", "--yes"], &kubeconfig, dir.path());
+    // Printed right before the backup starts.
+    run.wait_for_line("applying:");
+    run.signal("INT");
+    let out = run.finish();
+    assert_eq!(out.status.code(), Some(130), "{}", explain(&out));
+    // The signal lands while the backup is collected or written (it takes
+    // longer than `kill` does): nothing may have changed.
+    assert!(
+        stderr(&out).contains("interrupted before any change; nothing was changed"),
+        "{}",
+        explain(&out)
+    );
+    assert!(audit_file(dir.path()).is_none(), "{}", explain(&out));
+    if backup_dir(dir.path()).exists() {
+        assert_backup_dir_clean(dir.path());
+    }
+    let after = snapshot(&client, &footprint).await.expect("snapshot");
+    assert_eq!(
+        before, after,
+        "an apply interrupted before its first change changed the cluster"
+    );
+    reset(&client, &footprint).await;
+}
+
+/// Seeds a platform controller Deployment outside any release (as a half
+/// installed ks-core leaves it) and waits until it has a pod.
+async fn running_controller(client: &kube::Client) -> Api<Deployment> {
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), "kubesphere-system");
+    let deployment: Deployment = serde_json::from_value(json!({
+        "metadata": {"name": "ks-controller-manager", "namespace": "kubesphere-system"},
+        "spec": {
+            "replicas": 2,
+            "selector": {"matchLabels": {"app": "ks-controller-manager"}},
+            "template": {
+                "metadata": {"labels": {"app": "ks-controller-manager"}},
+                "spec": {"containers": [{"name": "manager", "image": "kubesphere/ks-controller-manager:v4.1.3"}]}
+            }
+        }
+    }))
+    .expect("deployment");
+    // Left over by an earlier failed run: back to the seeded state.
+    let _ = deployments
+        .delete("ks-controller-manager", &Default::default())
+        .await;
+    for _ in 0..100 {
+        match deployments
+            .create(&PostParams::default(), &deployment)
+            .await
+        {
+            Ok(_) => break,
+            Err(kube::Error::Api(e)) if e.code == 409 => {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(e) => panic!("create controller: {e}"),
+        }
+    }
+    for _ in 0..100 {
+        let d = deployments.get("ks-controller-manager").await.expect("get");
+        if d.status.and_then(|s| s.replicas).unwrap_or(0) > 0 {
+            return deployments;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    panic!("the deployment controller should have created a pod");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_after_stop_controllers_scales_them_back() {
+    let _lock = cluster_lock();
+    let client = shared_client().await;
+    let kubeconfig = test_kubeconfig();
+    let footprint = seeded(&client).await;
+    let deployments = running_controller(&client).await;
+    let dir = tempfile::tempdir().expect("scratch");
+
+    let mut run = start(
+        &[
+            "apply",
+            "--yes",
+            "--stop-controllers",
+            "--max-in-flight",
+            "1",
+        ],
+        &kubeconfig,
+        dir.path(),
+    );
+    // The first audit line is the scale-down.
+    wait_for_first_write(&mut run, dir.path());
+    run.signal("TERM");
+    let out = run.finish();
+    assert_interrupted(&out);
+    let replicas = deployments
+        .get("ks-controller-manager")
+        .await
+        .expect("the controller Deployment is still there")
+        .spec
+        .replicas;
+    assert_eq!(replicas, Some(2), "{}", explain(&out));
+    assert_backup_dir_clean(dir.path());
+
+    let again = kubesweep_as(&["apply", "--yes", "--stop-controllers"], &kubeconfig);
+    assert_applied_clean(&again);
+    reset(&client, &footprint).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn apply_rides_out_an_api_server_restart() {
+    // Its own control plane: the test stops kube-apiserver.
+    let plane = PrivateControlPlane::start();
+    let client = plane.client().await;
+    let footprint = seeded(&client).await;
+    let before = snapshot(&client, &footprint).await.expect("snapshot");
+    let dir = tempfile::tempdir().expect("scratch");
+
+    let mut run = start(
+        &["apply", "--yes", "--max-in-flight", "1"],
+        plane.kubeconfig(),
+        dir.path(),
+    );
+    wait_for_first_write(&mut run, dir.path());
+    plane.stop("kube-apiserver");
+    // Longer than the ~10 s the retries alone used to ride out.
+    std::thread::sleep(Duration::from_secs(15));
+    plane.start_component("kube-apiserver");
+    let out = run.finish();
+    assert_applied_clean(&out);
+    assert_backup_dir_clean(dir.path());
+    assert_verdict_clean(&client, &footprint, &before).await;
+
+    let again = kubesweep_as(&["verify"], plane.kubeconfig());
+    assert_eq!(again.status.code(), Some(0), "{}", explain(&again));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn controllers_that_do_not_stop_in_time_are_scaled_back() {
+    let _lock = cluster_lock();
+    let client = shared_client().await;
+    let kubeconfig = test_kubeconfig();
+    let footprint = seeded(&client).await;
+    let deployments = running_controller(&client).await;
+
+    // No time for the pods to go: the scale-down happened, the stop failed,
+    // and the run ends (exit 7) after scaling the controllers back.
+    let out = kubesweep_as(
+        &[
+            "apply",
+            "--yes",
+            "--stop-controllers",
+            "--wait-timeout",
+            "0",
+        ],
+        &kubeconfig,
+    );
+    assert_eq!(out.status.code(), Some(7), "{}", explain(&out));
+    assert!(
+        stderr(&out).contains("could not be stopped")
+            && stderr(&out).contains("scaling platform controllers back up"),
+        "{}",
+        explain(&out)
+    );
+    let replicas = deployments
+        .get("ks-controller-manager")
+        .await
+        .expect("the controller Deployment is still there")
+        .spec
+        .replicas;
+    assert_eq!(replicas, Some(2), "{}", explain(&out));
+
+    let again = kubesweep_as(&["apply", "--yes", "--stop-controllers"], &kubeconfig);
+    assert_applied_clean(&again);
+    reset(&client, &footprint).await;
+}
