@@ -363,6 +363,47 @@ async fn apply_rides_out_an_api_server_restart() {
     assert_eq!(again.status.code(), Some(0), "{}", explain(&again));
 }
 
+/// Puts a foreign finalizer on one pod of the controller, so that scaling
+/// it down cannot make its pods go; returns the pod's name. (Without a node,
+/// pods vanish as soon as they are deleted: a short wait budget alone makes
+/// the outcome a race.)
+async fn hold_a_controller_pod(client: &kube::Client) -> String {
+    use k8s_openapi::api::core::v1::Pod;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "kubesphere-system");
+    let selector = kube::api::ListParams::default().labels("app=ks-controller-manager");
+    for _ in 0..150 {
+        let found = pods.list(&selector).await.expect("list pods").items;
+        if let Some(pod) = found.first() {
+            let name = pod.metadata.name.clone().expect("pod name");
+            pods.patch(
+                &name,
+                &kube::api::PatchParams::default(),
+                &kube::api::Patch::Merge(json!({"metadata": {"finalizers": [HOLD]}})),
+            )
+            .await
+            .expect("hold the pod");
+            return name;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    panic!("the controller's ReplicaSet should have created a pod");
+}
+
+/// The finalizer that holds a controller pod in the tests.
+const HOLD: &str = "kubesweep.test/hold";
+
+async fn release_pod(client: &kube::Client, name: &str) {
+    use k8s_openapi::api::core::v1::Pod;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "kubesphere-system");
+    let _ = pods
+        .patch(
+            name,
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(json!({"metadata": {"finalizers": null}})),
+        )
+        .await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn controllers_that_do_not_stop_in_time_are_scaled_back() {
     let _lock = cluster_lock();
@@ -370,19 +411,21 @@ async fn controllers_that_do_not_stop_in_time_are_scaled_back() {
     let kubeconfig = test_kubeconfig();
     let footprint = seeded(&client).await;
     let deployments = running_controller(&client).await;
+    let held = hold_a_controller_pod(&client).await;
 
-    // No time for the pods to go: the scale-down happened, the stop failed,
-    // and the run ends (exit 7) after scaling the controllers back.
+    // A pod that cannot go: the scale-down happened, the stop failed, and
+    // the run ends (exit 7) after scaling the controllers back.
     let out = kubesweep_as(
         &[
             "apply",
             "--yes",
             "--stop-controllers",
             "--wait-timeout",
-            "0",
+            "3",
         ],
         &kubeconfig,
     );
+    release_pod(&client, &held).await;
     assert_eq!(out.status.code(), Some(7), "{}", explain(&out));
     assert!(
         stderr(&out).contains("could not be stopped")
