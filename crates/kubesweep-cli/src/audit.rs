@@ -32,8 +32,8 @@ impl<'a> Audit<'a> {
     pub fn create(dir: &Path, plan: &Plan, inner: &'a dyn Progress) -> Result<Self, CliError> {
         let time = k8s_openapi::jiff::Timestamp::now().strftime("%Y%m%dT%H%M%SZ");
         let cluster: String = plan.cluster.kube_system_uid.chars().take(8).collect();
-        let path = dir.join(format!("kubesweep-audit-{time}-{cluster}.jsonl"));
-        let fail = |e: std::io::Error| {
+        let base = format!("kubesweep-audit-{time}-{cluster}");
+        let fail = |path: &Path, e: std::io::Error| {
             CliError::new(
                 Exit::Backup,
                 format!(
@@ -42,7 +42,7 @@ impl<'a> Audit<'a> {
                 ),
             )
         };
-        std::fs::create_dir_all(dir).map_err(fail)?;
+        std::fs::create_dir_all(dir).map_err(|e| fail(dir, e))?;
         let mut options = std::fs::OpenOptions::new();
         options.create_new(true).append(true);
         #[cfg(unix)]
@@ -50,7 +50,22 @@ impl<'a> Audit<'a> {
             use std::os::unix::fs::OpenOptionsExt;
             options.mode(0o600);
         }
-        let file = options.open(&path).map_err(fail)?;
+        // Two runs within the same second would get the same name: never
+        // append to another run's record, take the next free one.
+        let mut n = 1;
+        let (file, path) = loop {
+            let name = if n == 1 {
+                format!("{base}.jsonl")
+            } else {
+                format!("{base}-{n}.jsonl")
+            };
+            let path = dir.join(name);
+            match options.open(&path) {
+                Ok(file) => break (file, path),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && n < 1000 => n += 1,
+                Err(e) => return Err(fail(&path, e)),
+            }
+        };
         let planned = plan
             .actions()
             .map(|(phase, a)| {

@@ -153,6 +153,23 @@ pub fn load_identities(
     Ok(identities)
 }
 
+/// `name` in `dir`, or `<stem>-<n>.tar.gz[.age]` when it is taken: two runs
+/// within the same second get the same time-stamped name. (The rename still
+/// refuses to clobber, should another process take it meanwhile.)
+fn unused_path(dir: &Path, name: &str) -> PathBuf {
+    let (stem, ext) = match name.find(".tar.gz") {
+        Some(i) => name.split_at(i),
+        None => (name, ""),
+    };
+    let mut path = dir.join(name);
+    let mut n = 2;
+    while path.exists() && n < 1000 {
+        path = dir.join(format!("{stem}-{n}{ext}"));
+        n += 1;
+    }
+    path
+}
+
 /// Generated file name: `kubesweep-backup-<UTC time>-<cluster>.tar.gz[.age]`.
 pub fn file_name(kube_system_uid: &str, encrypted: bool) -> String {
     let time = k8s_openapi::jiff::Timestamp::now().strftime("%Y%m%dT%H%M%SZ");
@@ -188,7 +205,7 @@ pub fn write_backup(
     let (dir, path, replace) = match destination {
         Destination::Directory(dir) => {
             let name = file_name(kube_system_uid, !recipients.is_empty());
-            (dir.clone(), dir.join(name), false)
+            (dir.clone(), unused_path(dir, &name), false)
         }
         Destination::File(path) => {
             let dir = match path.parent() {
