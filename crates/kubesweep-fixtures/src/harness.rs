@@ -64,6 +64,14 @@ pub struct ClusterLock {
 /// file next to the cluster's kubeconfig (flock: separate opens exclude each
 /// other even within one process). A test that panics releases it on unwind.
 pub fn cluster_lock() -> ClusterLock {
+    let (file, path) = lock_file();
+    file.lock()
+        .unwrap_or_else(|e| panic!("cannot take the cluster lock {}: {e}", path.display()));
+    ClusterLock { _file: file }
+}
+
+/// The lock file next to the shared cluster's kubeconfig, opened.
+fn lock_file() -> (std::fs::File, std::path::PathBuf) {
     let kubeconfig = std::path::PathBuf::from(kubeconfig_path());
     let path = kubeconfig.with_file_name("kubesweep-tests.lock");
     let file = std::fs::OpenOptions::new()
@@ -72,9 +80,7 @@ pub fn cluster_lock() -> ClusterLock {
         .write(true)
         .open(&path)
         .unwrap_or_else(|e| panic!("cannot open the cluster lock {}: {e}", path.display()));
-    file.lock()
-        .unwrap_or_else(|e| panic!("cannot take the cluster lock {}: {e}", path.display()));
-    ClusterLock { _file: file }
+    (file, path)
 }
 
 /// Held by a test that needs the shared cluster healthy (discovery working,
@@ -89,14 +95,7 @@ pub struct ClusterShare {
 /// namespace deletion and every full discovery) wait for these to finish,
 /// and these wait for them, while tests holding shares run in parallel.
 pub fn cluster_share() -> ClusterShare {
-    let kubeconfig = std::path::PathBuf::from(kubeconfig_path());
-    let path = kubeconfig.with_file_name("kubesweep-tests.lock");
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .unwrap_or_else(|e| panic!("cannot open the cluster lock {}: {e}", path.display()));
+    let (file, path) = lock_file();
     file.lock_shared()
         .unwrap_or_else(|e| panic!("cannot share the cluster lock {}: {e}", path.display()));
     ClusterShare { _file: file }

@@ -404,7 +404,17 @@ async fn list_metadata_all(
     client: &Client,
     rt: &ResourceType,
 ) -> Result<Vec<DynamicObject>, kube::Error> {
-    let api = api::dynamic_api(client, rt, None);
+    list_metadata(client, rt, None).await
+}
+
+/// Metadata-only paged list (in one namespace, or all), as dynamic objects
+/// with empty data.
+pub(super) async fn list_metadata(
+    client: &Client,
+    rt: &ResourceType,
+    namespace: Option<&str>,
+) -> Result<Vec<DynamicObject>, kube::Error> {
+    let api = api::dynamic_api(client, rt, namespace);
     let mut out = Vec::new();
     let mut token: Option<String> = None;
     loop {
@@ -412,7 +422,10 @@ async fn list_metadata_all(
         if let Some(t) = &token {
             params = params.continue_token(t);
         }
-        let what = format!("list metadata {rt}");
+        let what = match namespace {
+            Some(ns) => format!("list metadata {rt} in {ns}"),
+            None => format!("list metadata {rt}"),
+        };
         let page = retry::with_retry(&RetryPolicy::standard(), &what, || {
             api.list_metadata(&params)
         })

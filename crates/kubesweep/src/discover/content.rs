@@ -11,12 +11,11 @@
 
 use futures::StreamExt;
 use kube::Client;
-use kube::api::{DynamicObject, ListParams, TypeMeta};
 
 use super::api::{self, ApiCatalog};
 use crate::inventory::{NamespaceContent, ObservedList};
 use crate::resource::ResourceType;
-use crate::retry::{self, RetryPolicy};
+use crate::retry;
 
 /// How many LISTs of one namespace run at the same time.
 const CONTENT_CONCURRENCY: usize = 8;
@@ -50,7 +49,7 @@ pub async fn namespace_content(
         .collect();
     let listed: Vec<_> = futures::stream::iter(types)
         .map(|rt| async move {
-            let result = list_metadata_in(client, &rt, namespace).await;
+            let result = super::collect::list_metadata(client, &rt, Some(namespace)).await;
             (rt, result)
         })
         .buffer_unordered(CONTENT_CONCURRENCY)
@@ -74,38 +73,4 @@ pub async fn namespace_content(
     }
     content.objects.sort_by(|a, b| a.resource.cmp(&b.resource));
     content
-}
-
-/// Metadata-only paged list of one type in one namespace.
-async fn list_metadata_in(
-    client: &Client,
-    rt: &ResourceType,
-    namespace: &str,
-) -> Result<Vec<DynamicObject>, kube::Error> {
-    let dynamic = api::dynamic_api(client, rt, Some(namespace));
-    let mut out = Vec::new();
-    let mut token: Option<String> = None;
-    loop {
-        let mut params = ListParams::default().limit(api::PAGE_SIZE);
-        if let Some(t) = &token {
-            params = params.continue_token(t);
-        }
-        let what = format!("list metadata {rt} in {namespace}");
-        let page = retry::with_retry(&RetryPolicy::standard(), &what, || {
-            dynamic.list_metadata(&params)
-        })
-        .await?;
-        out.extend(page.items.into_iter().map(|p| DynamicObject {
-            types: Some(TypeMeta {
-                api_version: rt.api_version(),
-                kind: rt.kind.clone(),
-            }),
-            metadata: p.metadata,
-            data: serde_json::Value::Object(Default::default()),
-        }));
-        match page.metadata.continue_ {
-            Some(t) if !t.is_empty() => token = Some(t),
-            _ => return Ok(out),
-        }
-    }
 }
