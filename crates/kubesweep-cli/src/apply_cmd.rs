@@ -85,16 +85,17 @@ pub async fn run(
     // the controllers' replica counts. An interrupt drops the backup whole
     // (its temporary file goes with it) or lets it finish, never half.
     interrupt.writing(&flags.backup.backup_dir);
-    let backup = before_changes(
-        &interrupt,
-        backup_cmd::before_apply(&cluster, &plan, &inventory, &flags.backup),
-    )
-    .await?;
-    let plan = before_changes(
-        &interrupt,
-        still_confirmed(&cluster, &profile, &plan, &options),
-    )
-    .await?;
+    let backup = interrupt
+        .before_changes(backup_cmd::before_apply(
+            &cluster,
+            &plan,
+            &inventory,
+            &flags.backup,
+        ))
+        .await?;
+    let plan = interrupt
+        .before_changes(still_confirmed(&cluster, &profile, &plan, &options))
+        .await?;
 
     let execute_options = ExecuteOptions {
         max_in_flight: usize::from(flags.max_in_flight),
@@ -145,30 +146,6 @@ pub async fn run(
     audit.finish()?;
     eprintln!("audit record of every write: {}", audit.path().display());
     outcome
-}
-
-/// Runs a read-only or all-or-nothing step before the first change, unless
-/// a signal comes first: then the step is dropped (a backup's temporary file
-/// with it) and the run ends with nothing changed.
-async fn before_changes<T>(
-    interrupt: &Interrupt,
-    step: impl std::future::Future<Output = Result<T, CliError>>,
-) -> Result<T, CliError> {
-    let interrupted = || {
-        CliError::new(
-            Exit::Interrupted,
-            "interrupted before any change; nothing was changed",
-        )
-    };
-    let value = tokio::select! {
-        biased;
-        result = step => result?,
-        () = interrupt.interrupted() => return Err(interrupted()),
-    };
-    if interrupt.is_interrupted() {
-        return Err(interrupted());
-    }
-    Ok(value)
 }
 
 /// The part of `apply` that changes the cluster: stop the controllers, run

@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use crate::args::{BackupAction, BackupFlags, ClusterArgs, Format, PlanFlags, ProfileArgs};
 use crate::exit::{CliError, Exit};
+use crate::interrupt::Interrupt;
 use crate::session;
 use kubesweep::backup::{self, BackupFileError, Destination, WrittenBackup};
 use kubesweep::cluster::Cluster;
@@ -39,19 +40,34 @@ pub async fn run(
     };
     let recipients = recipients(encrypt_to)?;
     let profile = session::load_profile(profile_args)?;
+    // A signal before the archive is written ends the process at once; while
+    // it is written, the write is dropped whole with its temporary file, so
+    // an interrupted `backup` never leaves a partial file or a half archive.
+    let interrupt = Interrupt::install();
     let cluster = session::connect(cluster_args).await?;
     let inventory = kubesweep::discover::discover(&cluster.client, &profile, &cluster.identity)
         .await
         .map_err(|e| CliError::new(Exit::Cluster, session::chain(&e)))?;
     let plan = kubesweep::plan::plan(&profile, &inventory, &plan_flags.options());
-    let written = write(
-        &cluster,
-        &plan,
-        &inventory,
-        &Destination::File(output.to_path_buf()),
-        &recipients,
-    )
-    .await?;
+    let directory = match output.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    interrupt.writing(directory);
+    eprintln!(
+        "backup: writing what {} planned action(s) would change to {}",
+        plan.actions().count(),
+        output.display()
+    );
+    let written = interrupt
+        .before_changes(write(
+            &cluster,
+            &plan,
+            &inventory,
+            &Destination::File(output.to_path_buf()),
+            &recipients,
+        ))
+        .await?;
     println!("{}", written.path.display());
     Ok(Exit::Ok)
 }

@@ -1,4 +1,4 @@
-//! SIGINT and SIGTERM during `apply`. What a signal does depends on how far
+//! SIGINT and SIGTERM during `apply` (and `backup`). What a signal does depends on how far
 //! the run got: before anything is written it ends the process at once
 //! (nothing to protect); from the backup on, the first signal asks the run
 //! to stop cooperatively (the backup is finished or dropped whole, no new
@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 
 use kubesweep::execute::Cancel;
 
-use crate::exit::Exit;
+use crate::exit::{CliError, Exit};
 
 /// How far the run got, which decides what a signal may do.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -95,6 +95,30 @@ impl Interrupt {
         let mut state = self.lock();
         state.stage = Stage::Writing;
         state.backup_dir = Some(backup_dir.to_path_buf());
+    }
+
+    /// Runs a read-only or all-or-nothing step before the first change,
+    /// unless a signal comes first: then the step is dropped (a backup's
+    /// temporary file with it) and the run ends with nothing changed.
+    pub async fn before_changes<T>(
+        &self,
+        step: impl std::future::Future<Output = Result<T, CliError>>,
+    ) -> Result<T, CliError> {
+        let interrupted = || {
+            CliError::new(
+                Exit::Interrupted,
+                "interrupted before any change; nothing was changed",
+            )
+        };
+        let value = tokio::select! {
+            biased;
+            result = step => result?,
+            () = self.interrupted() => return Err(interrupted()),
+        };
+        if self.is_interrupted() {
+            return Err(interrupted());
+        }
+        Ok(value)
     }
 
     /// Commands to print if the process is aborted (empty: none).

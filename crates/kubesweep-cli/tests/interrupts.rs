@@ -187,12 +187,98 @@ async fn sigint_during_apply_stops_cleanly_and_a_rerun_finishes() {
     reset(&client, &footprint).await;
 }
 
+/// A validating webhook that holds every DELETE of the objects labelled
+/// `kubesweep-test/hold=<value>`: its URL points at a listener of the test's
+/// own that accepts connections and never answers, so such a DELETE stays in
+/// flight until the webhook's timeout (30 s, then ignored). The test learns
+/// the exact moment a request is held from the listener.
+struct HeldDeletes {
+    name: String,
+    held: std::sync::mpsc::Receiver<()>,
+}
+
+const HOLD_LABEL: &str = "kubesweep-test/hold";
+
+impl HeldDeletes {
+    async fn register(client: &kube::Client, resource: &str, value: &str) -> Self {
+        use k8s_openapi::api::admissionregistration::v1::ValidatingWebhookConfiguration;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("listen");
+        let port = listener.local_addr().expect("address").port();
+        let (tx, held) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            // Kept open and unanswered: the API server waits for the TLS
+            // handshake until the webhook's timeout.
+            let mut open = Vec::new();
+            for stream in listener.incoming().map_while(Result::ok) {
+                open.push(stream);
+                let _ = tx.send(());
+            }
+        });
+        let name = kubesweep_fixtures::harness::unique_name("kubesweep-test-hold");
+        let webhook: ValidatingWebhookConfiguration = serde_json::from_value(json!({
+            "apiVersion": "admissionregistration.k8s.io/v1",
+            "kind": "ValidatingWebhookConfiguration",
+            "metadata": {"name": name},
+            "webhooks": [{
+                "name": "hold.kubesweep-test.example.com",
+                "clientConfig": {"url": format!("https://127.0.0.1:{port}/hold")},
+                "rules": [{
+                    "operations": ["DELETE"],
+                    "apiGroups": [""],
+                    "apiVersions": ["v1"],
+                    "resources": [resource],
+                }],
+                "objectSelector": {"matchLabels": {HOLD_LABEL: value}},
+                "failurePolicy": "Ignore",
+                "sideEffects": "None",
+                "admissionReviewVersions": ["v1"],
+                "timeoutSeconds": 30,
+            }],
+        }))
+        .expect("webhook");
+        Api::<ValidatingWebhookConfiguration>::all(client.clone())
+            .create(&PostParams::default(), &webhook)
+            .await
+            .expect("create the holding webhook");
+        Self { name, held }
+    }
+
+    /// Waits until the API server holds a request at the webhook.
+    fn wait_until_held(&self) {
+        self.held
+            .recv_timeout(Duration::from_secs(180))
+            .expect("no DELETE reached the holding webhook within 3 minutes");
+    }
+
+    async fn remove(self, client: &kube::Client) {
+        use k8s_openapi::api::admissionregistration::v1::ValidatingWebhookConfiguration;
+        Api::<ValidatingWebhookConfiguration>::all(client.clone())
+            .delete(&self.name, &Default::default())
+            .await
+            .expect("delete the holding webhook");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_second_sigint_aborts_at_once_and_a_rerun_finishes() {
+    use k8s_openapi::api::core::v1::Namespace;
     let _lock = cluster_lock();
     let client = shared_client().await;
     let kubeconfig = test_kubeconfig();
     let footprint = seeded(&client).await;
+    // A platform namespace whose DELETE the API server holds: a request is
+    // certainly in flight when the signals land, so the first SIGINT has
+    // something to wait for and only the second can end the run at once.
+    let held_value = kubesweep_fixtures::harness::unique_name("abort");
+    let held = HeldDeletes::register(&client, "namespaces", &held_value).await;
+    Api::<Namespace>::all(client.clone())
+        .patch(
+            "kubesphere-controls-system",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(json!({"metadata": {"labels": {HOLD_LABEL: held_value}}})),
+        )
+        .await
+        .expect("label the held namespace");
     let before = snapshot(&client, &footprint).await.expect("snapshot");
     let dir = tempfile::tempdir().expect("scratch");
 
@@ -202,15 +288,24 @@ async fn a_second_sigint_aborts_at_once_and_a_rerun_finishes() {
         dir.path(),
     );
     wait_for_first_write(&mut run, dir.path());
+    held.wait_until_held();
     run.signal("INT");
     run.wait_for_line("kubesweep: interrupted: finishing");
+    let signalled = Instant::now();
     run.signal("INT");
     let out = run.finish();
+    let took = signalled.elapsed();
+    held.remove(&client).await;
     assert_eq!(out.status.code(), Some(130), "{}", explain(&out));
     assert!(
         stderr(&out).contains("kubesweep: aborted"),
         "{}",
         explain(&out)
+    );
+    // At once: well before the held request's 30 s timeout could end it.
+    assert!(
+        took < Duration::from_secs(10),
+        "the second SIGINT took {took:?} to end the run"
     );
     assert_backup_dir_clean(dir.path());
     assert_verdict_clean(&client, &footprint, &before).await;
@@ -221,7 +316,7 @@ async fn a_second_sigint_aborts_at_once_and_a_rerun_finishes() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn sigint_during_the_backup_leaves_no_partial_file_and_changes_nothing() {
+async fn sigint_during_a_backup_leaves_no_partial_file_and_changes_nothing() {
     let _lock = cluster_lock();
     let client = shared_client().await;
     let kubeconfig = test_kubeconfig();
@@ -251,6 +346,22 @@ async fn sigint_during_the_backup_leaves_no_partial_file_and_changes_nothing() {
         before, after,
         "an apply interrupted before its first change changed the cluster"
     );
+
+    // `kubesweep backup -o FILE` on its own: the same, into a directory of
+    // its own choosing.
+    let out_dir = tempfile::tempdir().expect("scratch");
+    let target = out_dir.path().join("before-leaving.tar.gz");
+    let run = start(&["backup", "-o", utf8(&target)], &kubeconfig, dir.path());
+    run.wait_for_line("backup: writing");
+    run.signal("INT");
+    let out = run.finish();
+    assert_eq!(out.status.code(), Some(130), "{}", explain(&out));
+    assert!(stderr(&out).contains("interrupted"), "{}", explain(&out));
+    let left: Vec<_> = std::fs::read_dir(out_dir.path())
+        .expect("output dir")
+        .map(|e| e.expect("entry").file_name())
+        .collect();
+    assert!(left.is_empty(), "an interrupted backup left {left:?}");
     reset(&client, &footprint).await;
 }
 

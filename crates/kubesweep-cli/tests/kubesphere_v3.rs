@@ -16,7 +16,9 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::Namespace;
 use kube::Client;
 use kube::api::Api;
-use kubesweep_fixtures::harness::{cluster_lock, kubeconfig_path, shared_client};
+use kubesweep_fixtures::harness::{
+    TeardownOnPanic, cluster_lock, kubeconfig_path, shared_client, teardown_on_panic,
+};
 use kubesweep_fixtures::kubesphere_v3::{PROJECT, SHARED_CRD};
 use kubesweep_fixtures::{Footprint, Profile, Role, SeedOptions, seed, snapshot, teardown};
 
@@ -27,11 +29,14 @@ fn options() -> SeedOptions {
     }
 }
 
-async fn seeded(client: &Client) -> Footprint {
-    seed(client, &options())
+/// Seeds the 3.x footprint, torn down again should the test panic.
+async fn seeded(client: &Client) -> (Footprint, TeardownOnPanic) {
+    let footprint = seed(client, &options())
         .await
         .expect("seed the 3.x footprint")
-        .footprint
+        .footprint;
+    let guard = teardown_on_panic(&footprint, &options());
+    (footprint, guard)
 }
 
 #[tokio::test]
@@ -39,7 +44,7 @@ async fn cli_removes_the_3x_footprint_keeping_projects_and_shared_crds() {
     let _lock = cluster_lock();
     let client = shared_client().await;
     let kubeconfig = PathBuf::from(kubeconfig_path());
-    let footprint = seeded(&client).await;
+    let (footprint, _teardown) = seeded(&client).await;
     let before = snapshot(&client, &footprint)
         .await
         .expect("snapshot before");

@@ -210,3 +210,55 @@ impl Drop for PrivateControlPlane {
 fn testenv_script() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testenv/cluster")
 }
+
+/// Tears a seeded footprint down when the test holding it panics, so that a
+/// failed test does not leave the platform behind for the next one (which
+/// would then fail for a reason of its own). A test that passes resets
+/// explicitly and this does nothing. Declare it after the [`ClusterLock`]:
+/// locals drop in reverse order, so the teardown runs while the lock is held.
+#[derive(Debug)]
+pub struct TeardownOnPanic {
+    footprint: crate::Footprint,
+    options: crate::SeedOptions,
+}
+
+/// Arms a [`TeardownOnPanic`] for `footprint`, seeded with `options`.
+pub fn teardown_on_panic(
+    footprint: &crate::Footprint,
+    options: &crate::SeedOptions,
+) -> TeardownOnPanic {
+    TeardownOnPanic {
+        footprint: footprint.clone(),
+        options: options.clone(),
+    }
+}
+
+impl Drop for TeardownOnPanic {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            return;
+        }
+        let footprint = self.footprint.clone();
+        let options = self.options.clone();
+        // Drop cannot await, and the test's runtime is being unwound: the
+        // teardown gets a thread and a runtime of its own, and a new client.
+        let outcome = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| e.to_string())?;
+            runtime.block_on(async {
+                let client = shared_client().await;
+                crate::teardown(&client, &footprint, &options)
+                    .await
+                    .map_err(|e| e.to_string())
+            })
+        })
+        .join();
+        match outcome {
+            Ok(Ok(())) => eprintln!("the panicking test's footprint was torn down"),
+            Ok(Err(e)) => eprintln!("tearing down the panicking test's footprint failed: {e}"),
+            Err(_) => eprintln!("tearing down the panicking test's footprint panicked"),
+        }
+    }
+}

@@ -16,7 +16,7 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use k8s_openapi::kube_aggregator::pkg::apis::apiregistration::v1::APIService;
 use kube::api::{Api, DynamicObject};
 use kube::{Client, ResourceExt};
-use kubesweep_fixtures::harness::{cluster_lock, shared_client};
+use kubesweep_fixtures::harness::{cluster_lock, shared_client, teardown_on_panic};
 use kubesweep_fixtures::helm::Release;
 use kubesweep_fixtures::kubesphere_v4::{
     EXTENSION, EXTENSION_APISERVICE, EXTENSION_NAMESPACE, SYSTEM_NAMESPACES, kubesphere_webhooks,
@@ -47,6 +47,7 @@ async fn seeded_footprint_is_in_the_cluster() {
     let client = shared_client().await;
     let opts = SeedOptions::default();
     let seeded = seed(&client, &opts).await.expect("seed");
+    let _teardown = teardown_on_panic(&seeded.footprint, &opts);
     let f = &seeded.footprint;
     eprintln!(
         "seeded {} objects in {:.2?}: {:?}",
@@ -259,6 +260,7 @@ async fn seeding_twice_is_idempotent_and_snapshots_are_stable() {
     let client = shared_client().await;
     let opts = SeedOptions::default();
     let first = seed(&client, &opts).await.expect("first seed");
+    let _teardown = teardown_on_panic(&first.footprint, &opts);
     let f = &first.footprint;
     let a = snapshot(&client, f).await.expect("snapshot");
     let b = snapshot(&client, f).await.expect("snapshot again");
@@ -329,4 +331,31 @@ async fn teardown_restores_the_system_namespaces() {
         .filter(|r| r.role != Role::SystemNamespace && r.found > 0)
         .collect();
     assert!(left.is_empty(), "left behind: {left:?}");
+}
+
+/// A test that panics between its seed and its reset must not leave the
+/// footprint for the next test: the guard tears it down on unwind.
+#[tokio::test]
+async fn a_panicking_test_leaves_no_footprint_behind() {
+    let _lock = cluster_lock();
+    let client = shared_client().await;
+    let opts = SeedOptions::default();
+    let seeded = seed(&client, &opts).await.expect("seed");
+    let f = &seeded.footprint;
+    let s = summary(&client, f).await.expect("summary");
+    assert_eq!(s.totals().0, s.totals().1, "seeded whole: {:?}", s.rows);
+
+    let unwound = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let _teardown = teardown_on_panic(f, &opts);
+        panic!("a test failing on purpose");
+    }));
+    assert!(unwound.is_err());
+
+    let s = summary(&client, f).await.expect("summary");
+    let left: Vec<_> = s
+        .rows
+        .iter()
+        .filter(|r| r.role != Role::SystemNamespace && r.found > 0)
+        .collect();
+    assert!(left.is_empty(), "left behind after the panic: {left:?}");
 }

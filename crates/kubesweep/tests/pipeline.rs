@@ -15,7 +15,7 @@ use kubesweep::inventory::ClusterIdentity;
 use kubesweep::plan::PlanOptions;
 use kubesweep::profile::Profile;
 use kubesweep::{discover, execute, plan, preflight, verify};
-use kubesweep_fixtures::harness::{cluster_lock, shared_config};
+use kubesweep_fixtures::harness::{cluster_lock, shared_config, teardown_on_panic};
 use kubesweep_fixtures::{Role, SeedOptions, seed, snapshot, teardown};
 
 async fn client() -> Client {
@@ -29,6 +29,7 @@ async fn seeded_kubesphere_is_removed_completely_and_decoys_stay_identical() {
     let client = client().await;
     let opts = SeedOptions::default();
     let seeded = seed(&client, &opts).await.expect("seed");
+    let _teardown = teardown_on_panic(&seeded.footprint, &opts);
     let footprint = &seeded.footprint;
     let before = snapshot(&client, footprint).await.expect("snapshot before");
 

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use kube::Client;
-use kubesweep_fixtures::harness::kubeconfig_path;
+use kubesweep_fixtures::harness::{TeardownOnPanic, kubeconfig_path, teardown_on_panic};
 use kubesweep_fixtures::{Footprint, SeedOptions, seed, teardown};
 
 /// The shared test cluster's kubeconfig.
@@ -59,16 +59,34 @@ pub fn utf8(path: &Path) -> &str {
     path.to_str().expect("utf-8 path")
 }
 
+/// A seeded footprint, torn down again if the test panics before its own
+/// reset (see [`TeardownOnPanic`]); reads as the [`Footprint`] it holds.
+pub struct Seeded {
+    footprint: Footprint,
+    _teardown: TeardownOnPanic,
+}
+
+impl std::ops::Deref for Seeded {
+    type Target = Footprint;
+    fn deref(&self) -> &Footprint {
+        &self.footprint
+    }
+}
+
 /// Seeds a footprint (idempotent) and returns what was seeded.
-pub async fn seeded_with(client: &Client, options: &SeedOptions) -> Footprint {
-    seed(client, options)
+pub async fn seeded_with(client: &Client, options: &SeedOptions) -> Seeded {
+    let footprint = seed(client, options)
         .await
         .expect("seed the footprint")
-        .footprint
+        .footprint;
+    Seeded {
+        _teardown: teardown_on_panic(&footprint, options),
+        footprint,
+    }
 }
 
 /// Seeds the default (KubeSphere 4.1, small) footprint.
-pub async fn seeded(client: &Client) -> Footprint {
+pub async fn seeded(client: &Client) -> Seeded {
     seeded_with(client, &SeedOptions::default()).await
 }
 
