@@ -23,6 +23,35 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// The name of the kubectl plugin binary: installed under this name (krew
+/// does that), kubesweep runs as `kubectl sweep`.
+pub const PLUGIN_NAME: &str = "kubectl-sweep";
+
+/// The name this process was started as (`argv[0]`'s file name, without
+/// `.exe`).
+pub fn invoked_name() -> String {
+    std::env::args_os()
+        .next()
+        .map(std::path::PathBuf::from)
+        .and_then(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
+        .unwrap_or_else(|| "kubesweep".to_string())
+}
+
+/// The command-line definition for a process invoked as `invoked`: as the
+/// kubectl plugin, usage lines and help say `kubectl sweep`.
+pub fn command(invoked: &str) -> clap::Command {
+    use clap::CommandFactory;
+    let command = Cli::command();
+    if invoked == PLUGIN_NAME {
+        command
+            .name(PLUGIN_NAME)
+            .bin_name("kubectl sweep")
+            .display_name("kubectl sweep")
+    } else {
+        command
+    }
+}
+
 /// Cluster connection flags, spelled as kubectl spells them.
 #[derive(Debug, Args, Clone)]
 pub struct ClusterArgs {
@@ -277,6 +306,15 @@ pub enum Command {
         #[command(subcommand)]
         action: Option<ProfilesAction>,
     },
+    /// Print a shell completion script, e.g. `kubesweep completions bash >
+    /// /etc/bash_completion.d/kubesweep`.
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff), e.g. `kubesweep man > kubesweep.1`.
+    Man,
 }
 
 /// `kubesweep backup` actions.
@@ -315,6 +353,8 @@ impl Command {
             Command::Backup { .. } => "backup",
             Command::Restore { .. } => "restore",
             Command::Profiles { .. } => "profiles",
+            Command::Completions { .. } => "completions",
+            Command::Man => "man",
         }
     }
 }

@@ -5,6 +5,7 @@ mod apply_cmd;
 mod args;
 mod audit;
 mod backup_cmd;
+mod docs_cmd;
 mod exit;
 mod interrupt;
 mod plan_cmd;
@@ -14,12 +15,14 @@ mod restore_cmd;
 mod session;
 mod verify_cmd;
 
-use clap::Parser;
+use clap::FromArgMatches;
 use exit::{CliError, Exit};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    let args = args::Cli::parse();
+    let invoked = args::invoked_name();
+    let args = args::Cli::from_arg_matches(&args::command(&invoked).get_matches())
+        .unwrap_or_else(|e| e.exit());
     init_logging(args.log_format, args.verbose);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -64,6 +67,8 @@ async fn run(cli: args::Cli) -> Result<Exit, CliError> {
     tracing::debug!(command = cli.command.name(), "starting");
     match cli.command {
         args::Command::Profiles { action } => profiles_cmd::run(action),
+        args::Command::Completions { shell } => docs_cmd::completions(shell),
+        args::Command::Man => docs_cmd::man(),
         args::Command::Plan {
             cluster,
             profile,
