@@ -1,5 +1,5 @@
 # The two entry points of the README. Everything real lives in scripts/.
-.PHONY: demo test bench cluster-up cluster-down
+.PHONY: demo test bench dist cluster-up cluster-down
 
 demo:
 	scripts/demo
@@ -9,6 +9,10 @@ test:
 
 bench:
 	scripts/bench
+
+# The static binary, the krew archive and manifest, the OCI image archive (dist/).
+dist:
+	scripts/dist
 
 cluster-up:
 	testenv/cluster up

@@ -299,6 +299,10 @@ pub enum Command {
         /// age identity file, for an encrypted archive.
         #[arg(long, value_name = "FILE")]
         identity: Option<PathBuf>,
+        /// The archive's sha256 as `apply`/`backup` printed it (and the
+        /// audit record keeps): refused when the file differs.
+        #[arg(long, value_name = "HEX")]
+        sha256: Option<String>,
     },
     /// List the built-in profiles, or print one.
     Profiles {
@@ -327,6 +331,10 @@ pub enum BackupAction {
         /// age identity file, for an encrypted archive.
         #[arg(long, value_name = "FILE")]
         identity: Option<PathBuf>,
+        /// The archive's sha256 as `apply`/`backup` printed it: refused
+        /// when the file differs.
+        #[arg(long, value_name = "HEX")]
+        sha256: Option<String>,
         /// Output format.
         #[arg(short = 'o', long = "output", value_enum, default_value = "text")]
         output: Format,

@@ -27,10 +27,11 @@ pub async fn run(
     if let Some(BackupAction::Inspect {
         archive,
         identity,
+        sha256,
         output,
     }) = action
     {
-        return inspect(archive, identity.as_deref(), *output);
+        return inspect(archive, identity.as_deref(), sha256.as_deref(), *output);
     }
     let Some(output) = output else {
         return Err(CliError::new(
@@ -130,7 +131,14 @@ async fn write(
 
 /// Reads and verifies an archive for `inspect` and `restore`; every problem
 /// with the file is bad input (exit 5).
-pub fn read(path: &Path, identity: Option<&Path>) -> Result<backup::Archive, CliError> {
+pub fn read(
+    path: &Path,
+    identity: Option<&Path>,
+    expected_sha256: Option<&str>,
+) -> Result<backup::Archive, CliError> {
+    if let Some(expected) = expected_sha256 {
+        check_sha256(path, expected)?;
+    }
     backup::read_backup(path, identity).map_err(|e: BackupFileError| {
         CliError::new(
             Exit::BadInput,
@@ -139,8 +147,13 @@ pub fn read(path: &Path, identity: Option<&Path>) -> Result<backup::Archive, Cli
     })
 }
 
-fn inspect(path: &Path, identity: Option<&Path>, output: Format) -> Result<Exit, CliError> {
-    let archive = read(path, identity)?;
+fn inspect(
+    path: &Path,
+    identity: Option<&Path>,
+    sha256: Option<&str>,
+    output: Format,
+) -> Result<Exit, CliError> {
+    let archive = read(path, identity, sha256)?;
     match output {
         Format::Json | Format::Yaml => {
             let entries: Vec<&backup::IndexEntry> =
@@ -203,4 +216,31 @@ fn render(archive: &backup::Archive) -> String {
         archive.objects.len()
     ));
     out
+}
+
+/// Refuses `path` unless its sha256 is `expected` (hex, `sha256:` allowed).
+fn check_sha256(path: &Path, expected: &str) -> Result<(), CliError> {
+    let refuse = |why: String| {
+        CliError::new(
+            Exit::BadInput,
+            format!("refusing backup {}: {why}", path.display()),
+        )
+    };
+    let expected = expected
+        .trim()
+        .trim_start_matches("sha256:")
+        .to_ascii_lowercase();
+    if expected.len() != 64 || !expected.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(CliError::new(
+            Exit::Usage,
+            format!("--sha256 {expected:?} is not a sha256 (64 hex digits)"),
+        ));
+    }
+    let found = backup::file_sha256(path).map_err(|e| refuse(format!("cannot read it: {e}")))?;
+    if found != expected {
+        return Err(refuse(format!(
+            "its sha256 is {found}, not {expected} as given with --sha256: the file changed after it was written"
+        )));
+    }
+    Ok(())
 }

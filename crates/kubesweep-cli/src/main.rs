@@ -135,13 +135,21 @@ async fn run(cli: args::Cli) -> Result<Exit, CliError> {
             overwrite,
             to_other_cluster,
             identity,
+            sha256,
         } => {
             let options = restore_cmd::Options {
                 dry_run,
                 overwrite,
                 to_other_cluster,
             };
-            restore_cmd::run(&archive, &cluster, &options, identity.as_deref()).await
+            restore_cmd::run(
+                &archive,
+                &cluster,
+                &options,
+                identity.as_deref(),
+                sha256.as_deref(),
+            )
+            .await
         }
     }
 }

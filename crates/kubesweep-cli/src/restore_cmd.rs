@@ -26,9 +26,10 @@ pub async fn run(
     cluster_args: &ClusterArgs,
     flags: &Options,
     identity: Option<&Path>,
+    sha256: Option<&str>,
 ) -> Result<Exit, CliError> {
     // The whole archive is verified before any connection, let alone a write.
-    let archive = backup_cmd::read(archive_path, identity)?;
+    let archive = backup_cmd::read(archive_path, identity, sha256)?;
     let cluster = session::connect(cluster_args).await?;
     let from = &archive.metadata.cluster;
     if from.kube_system_uid != cluster.identity.kube_system_uid {

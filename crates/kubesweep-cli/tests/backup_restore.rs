@@ -146,6 +146,34 @@ fn damaged_copies(archive: &Path, dir: &Path) -> Vec<(String, PathBuf)> {
     ]
 }
 
+fn sha256_of(path: &Path) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(std::fs::read(path).expect("read")))
+}
+
+/// A copy of `archive` whose metadata.json names another kube-system UID
+/// (one hex digit changed, same length, so the tar stays valid), gzipped
+/// again: every checksum inside still holds.
+fn edited_metadata_copy(archive: &Path, dir: &Path) -> PathBuf {
+    use std::io::{Read, Write};
+    let mut tar = Vec::new();
+    flate2::read::GzDecoder::new(std::fs::read(archive).expect("read").as_slice())
+        .read_to_end(&mut tar)
+        .expect("gunzip");
+    let key = b"\"kube_system_uid\": \"";
+    let at = tar
+        .windows(key.len())
+        .position(|w| w == key)
+        .expect("metadata.json names the kube-system UID")
+        + key.len();
+    tar[at] = if tar[at] == b'0' { b'1' } else { b'0' };
+    let copy = dir.join("edited-metadata.tar.gz");
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(&tar).expect("gzip");
+    std::fs::write(&copy, gz.finish().expect("gzip")).expect("write");
+    copy
+}
+
 #[tokio::test]
 async fn apply_backs_up_first_and_restore_brings_everything_back() {
     let _lock = cluster_lock();
@@ -296,6 +324,35 @@ async fn apply_backs_up_first_and_restore_brings_everything_back() {
         let out = kubesweep(&["backup", "inspect", utf8(&copy)]);
         assert_eq!(out.status.code(), Some(5), "{what}: {}", explain(&out));
     }
+    // An edit of metadata.json inside a re-compressed archive: here the
+    // cluster's identity, which would let the backup pass for one of another
+    // cluster. Nothing inside the archive vouches for metadata.json, so only
+    // the sha256 printed when it was written catches it.
+    let printed = sha256_of(&archive);
+    let edited = edited_metadata_copy(&archive, dir.path());
+    let out = kubesweep(&["backup", "inspect", utf8(&edited)]);
+    assert_eq!(out.status.code(), Some(0), "{}", explain(&out));
+    for args in [
+        vec!["backup", "inspect", "--sha256", &printed, utf8(&edited)],
+        vec!["restore", "--sha256", &printed, utf8(&edited)],
+    ] {
+        let out = kubesweep(&args);
+        assert_eq!(out.status.code(), Some(5), "{args:?}: {}", explain(&out));
+        assert!(
+            stderr(&out).contains("the file changed after it was written"),
+            "{}",
+            explain(&out)
+        );
+    }
+    let sha_prefixed = format!("sha256:{printed}");
+    let out = kubesweep(&[
+        "backup",
+        "inspect",
+        "--sha256",
+        &sha_prefixed,
+        utf8(&archive),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", explain(&out));
     assert_eq!(
         state,
         footprint_state(&client, &footprint).await.expect("state"),

@@ -334,6 +334,18 @@ pub fn read_backup(path: &Path, identity: Option<&Path>) -> Result<Archive, Back
     })
 }
 
+/// Hex sha256 of the file at `path`, read in chunks: the checksum `apply`
+/// and `backup` print (and the audit record keeps) for the archive they
+/// wrote. It is the archive's root of trust: inside it `metadata.json` holds
+/// the index's checksum and the index every object's, but nothing inside can
+/// vouch for `metadata.json` itself against a deliberate edit.
+pub fn file_sha256(path: &Path) -> std::io::Result<String> {
+    use sha2::Digest;
+    let mut hasher = sha2::Sha256::new();
+    std::io::copy(&mut File::open(path)?, &mut hasher)?;
+    Ok(hex::encode(hasher.finalize()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -25,7 +25,7 @@ pub use collect::{
 pub use content::{ContentError, namespace_content};
 pub use file::{
     BackupFileError, Destination, MAX_BACKUP_FILE_BYTES, TEMP_SUFFIX, WrittenBackup, file_name,
-    load_identities, parse_recipients, read_backup, temp_prefix, write_backup,
+    file_sha256, load_identities, parse_recipients, read_backup, temp_prefix, write_backup,
 };
 pub use format::{
     BackupMetadata, FORMAT_VERSION, INDEX_PATH, Index, IndexEntry, METADATA_PATH, RemovedMetadata,
