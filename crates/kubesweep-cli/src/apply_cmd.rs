@@ -567,9 +567,11 @@ fn changed_during(
 ) -> String {
     use std::fmt::Write as _;
     let mut out = String::new();
+    let mut named = std::collections::HashSet::new();
     for leftover in &verification.leftovers {
         let writers = leftover.written_since(started);
-        if writers.is_empty() {
+        // One line per object, whatever number of actions a new run would take on it.
+        if writers.is_empty() || !named.insert(leftover.target.uid.as_str()) {
             continue;
         }
         let t = &leftover.target;

@@ -47,18 +47,26 @@ pub struct Writer {
     /// When it last wrote (the API server keeps seconds).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub time: Option<Time>,
+    /// The subresource written (`status`, `finalize`), if not the object itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subresource: Option<String>,
 }
 
 impl Leftover {
     /// The writers other than kubesweep itself that wrote this object at or
     /// after `since`, most recent first: during a run, those are who keeps
-    /// changing it.
+    /// changing it. Writes of a subresource do not count: what a run
+    /// removes (finalizers, labels, the object) is written through the
+    /// object itself, while Kubernetes' own controllers report progress
+    /// through `status` (the namespace controller on a namespace being
+    /// deleted, for one).
     pub fn written_since(&self, since: Timestamp) -> Vec<&Writer> {
         // managedFields times have whole seconds.
         let since = since.as_second();
         self.writers
             .iter()
             .filter(|w| w.manager != crate::execute::FIELD_MANAGER)
+            .filter(|w| w.subresource.as_deref().unwrap_or_default().is_empty())
             .filter(|w| w.time.as_ref().is_some_and(|t| t.0.as_second() >= since))
             .collect()
     }
@@ -174,6 +182,7 @@ fn writers(object: &DynamicObject) -> Vec<Writer> {
             manager: m.manager.clone().unwrap_or_default(),
             operation: m.operation.clone().unwrap_or_default(),
             time: m.time.clone(),
+            subresource: m.subresource.clone(),
         })
         .collect();
     out.sort_by(|a, b| b.time.cmp(&a.time));
@@ -251,6 +260,47 @@ pub fn explain(object: &DynamicObject) -> Vec<String> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn writers_during_a_run_leave_out_kubesweep_subresources_and_earlier_writes() {
+        let writer = |manager: &str, time: &str, subresource: Option<&str>| Writer {
+            manager: manager.into(),
+            operation: "Update".into(),
+            time: Some(Time(time.parse().expect("time"))),
+            subresource: subresource.map(Into::into),
+        };
+        let leftover = Leftover {
+            target: ObjectRef {
+                resource: crate::inventory::types::namespace(),
+                namespace: None,
+                name: "p".into(),
+                uid: "u".into(),
+                resource_version: "1".into(),
+            },
+            phase: PhaseId::KeptObjects,
+            operation: "strip metadata".into(),
+            ownership: String::new(),
+            why: vec![],
+            writers: vec![
+                writer("ks-controller-manager", "2026-01-01T00:00:10Z", None),
+                writer(crate::execute::FIELD_MANAGER, "2026-01-01T00:00:09Z", None),
+                writer(
+                    "kube-controller-manager",
+                    "2026-01-01T00:00:09Z",
+                    Some("status"),
+                ),
+                writer("seed", "2026-01-01T00:00:04Z", None),
+            ],
+        };
+        // The run started within second 5: a write in that second counts.
+        let since: Timestamp = "2026-01-01T00:00:05.500Z".parse().expect("time");
+        let names: Vec<&str> = leftover
+            .written_since(since)
+            .iter()
+            .map(|w| w.manager.as_str())
+            .collect();
+        assert_eq!(names, ["ks-controller-manager"]);
+    }
 
     #[test]
     fn explains_a_stuck_namespace() {
