@@ -1,7 +1,9 @@
 //! Running a plan: refuses a plan made for another cluster, runs phases in
 //! order and the actions of a phase concurrently (bounded), waits (bounded)
 //! for the deletions the next phase depends on, and stops early when a phase
-//! failed in a way that makes the next ones unsafe.
+//! failed in a way that makes the next ones unsafe, or as soon as the
+//! authorizer refuses a request (permissions revoked mid-run): no new action
+//! starts, no wait goes on.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
