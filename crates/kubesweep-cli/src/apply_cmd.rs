@@ -161,11 +161,33 @@ async fn change(
     execute_options: &ExecuteOptions,
     audit: &Audit<'_>,
 ) -> Result<Exit, CliError> {
+    // managedFields written from here on, by anyone but kubesweep, are
+    // changes made while the run was going.
+    let started = k8s_openapi::jiff::Timestamp::now();
     stop_controllers(cluster, running, flags, audit).await?;
     let report = kubesweep::execute::execute(&cluster.client, plan, execute_options, audit)
         .await
         .map_err(|e| CliError::new(Exit::StalePlan, session::chain(&e)))?;
     print_report(&report);
+    if let Some(denied) = &report.permission_denied {
+        // No verification: it needs the permissions that were just taken away.
+        let not_started = plan.total_actions().saturating_sub(report.counts.total);
+        return Err(CliError::new(
+            Exit::Forbidden,
+            format!(
+                "permission denied during the run (context {}; the preflight check had passed): {denied}; \
+                 {} action(s) ran ({} failed), {not_started} not started; \
+                 restore the permission and run `kubesweep apply` again",
+                cluster
+                    .identity
+                    .context
+                    .as_deref()
+                    .unwrap_or("(in-cluster)"),
+                report.counts.total,
+                report.counts.failed
+            ),
+        ));
+    }
     if execute_options.cancel.is_cancelled() {
         let not_started = plan.total_actions().saturating_sub(report.counts.total);
         return Err(CliError::new(
@@ -177,7 +199,7 @@ async fn change(
             ),
         ));
     }
-    finish_with_verify(cluster, profile, options, Some(&report)).await
+    finish_with_verify(cluster, profile, options, Some((&report, started))).await
 }
 
 /// Scales the controllers `--stop-controllers` stopped back to their replica
@@ -433,6 +455,14 @@ fn print_report(report: &ExecutionReport) {
             failure.target, failure.operation, failure.outcome
         );
     }
+    for (webhook, blocked) in blocked_by_webhooks(report) {
+        eprintln!(
+            "  blocked by admission webhook \"{webhook}\" (it refused them or could not be called; \
+             kubesweep removes only the platform's webhooks): {} action(s): {}",
+            blocked.len(),
+            blocked.join(", ")
+        );
+    }
     for phase in &report.phases {
         if let Some(wait) = &phase.wait
             && wait.timed_out
@@ -456,14 +486,119 @@ fn print_report(report: &ExecutionReport) {
     }
 }
 
+/// The failed actions grouped by the admission webhook their error names
+/// (`failed calling webhook "NAME"`, `admission webhook "NAME" denied`),
+/// each as `OPERATION TARGET`, webhooks in name order.
+fn blocked_by_webhooks(report: &ExecutionReport) -> Vec<(String, Vec<String>)> {
+    let mut by_webhook: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    for failure in report.failures() {
+        let kubesweep::execute::Outcome::Failed { message } = &failure.outcome else {
+            continue;
+        };
+        if let Some(webhook) = webhook_named(message) {
+            by_webhook
+                .entry(webhook.to_owned())
+                .or_default()
+                .push(format!("{} {}", failure.operation, failure.target));
+        }
+    }
+    by_webhook.into_iter().collect()
+}
+
+/// The webhook an API server's admission error names, if it is one.
+fn webhook_named(message: &str) -> Option<&str> {
+    ["failed calling webhook \"", "admission webhook \""]
+        .iter()
+        .find_map(|prefix| {
+            let rest = &message[message.find(prefix)? + prefix.len()..];
+            rest.split_once('"').map(|(name, _)| name)
+        })
+}
+
+/// The closing verification; after a run (`report` and when it started),
+/// also who changed the leftovers while it ran.
 async fn finish_with_verify(
     cluster: &Cluster,
     profile: &Profile,
     options: &kubesweep::plan::PlanOptions,
-    report: Option<&ExecutionReport>,
+    report: Option<(&ExecutionReport, k8s_openapi::jiff::Timestamp)>,
 ) -> Result<Exit, CliError> {
     let verification = verify_cmd::verify(cluster, profile, options).await?;
     print!("{}", verify_cmd::render(&verification, &profile.name));
-    let ok = verification.is_clean() && report.is_none_or(ExecutionReport::is_success);
+    if let Some((report, started)) = report {
+        print!("{}", changed_during(&verification, report, started));
+    }
+    let ok = verification.is_clean() && report.is_none_or(|(r, _)| r.is_success());
     Ok(if ok { Exit::Ok } else { Exit::Leftovers })
+}
+
+/// The leftovers someone other than kubesweep wrote since the run started
+/// (their `managedFields`), each with what the run had done to it and the
+/// field managers that wrote it: a platform controller that still runs,
+/// outside any Deployment the preflight check knows, re-creating or
+/// re-finalizing what the run removed.
+fn changed_during(
+    verification: &kubesweep::verify::VerifyReport,
+    report: &ExecutionReport,
+    started: k8s_openapi::jiff::Timestamp,
+) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let mut named = std::collections::HashSet::new();
+    for leftover in &verification.leftovers {
+        let writers = leftover.written_since(started);
+        // One line per object, whatever number of actions a new run would take on it.
+        if writers.is_empty() || !named.insert(leftover.target.uid.as_str()) {
+            continue;
+        }
+        let t = &leftover.target;
+        let acted = report.phases.iter().flat_map(|p| &p.actions).find(|a| {
+            a.target.resource == t.resource
+                && a.target.namespace == t.namespace
+                && a.target.name == t.name
+                && matches!(a.outcome, kubesweep::execute::Outcome::Done { .. })
+        });
+        let what = match acted {
+            Some(a) if a.target.uid != t.uid => {
+                format!("re-created after this run did {}", a.operation)
+            }
+            Some(a) => format!("changed again after this run did {}", a.operation),
+            None => "changed while this run went on".to_owned(),
+        };
+        let who: Vec<String> = writers
+            .iter()
+            .map(|w| match &w.time {
+                Some(time) => format!("{} ({} at {})", w.manager, w.operation, time.0),
+                None => format!("{} ({})", w.manager, w.operation),
+            })
+            .collect();
+        if out.is_empty() {
+            let _ = writeln!(
+                out,
+                "changed during this run by other writers (a platform controller may still run; stop it, then run `kubesweep apply` again):"
+            );
+        }
+        let _ = writeln!(out, "  {t}: {what}, by {}", who.join(", "));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::webhook_named;
+
+    #[test]
+    fn names_the_webhook_of_an_admission_error() {
+        assert_eq!(
+            webhook_named(
+                "Internal error occurred: failed calling webhook \"guard.example.com\": failed to call webhook: Post \"https://guard.x.svc:443/v?timeout=2s\": service \"guard\" not found"
+            ),
+            Some("guard.example.com")
+        );
+        assert_eq!(
+            webhook_named("admission webhook \"deny.example.com\" denied the request: no"),
+            Some("deny.example.com")
+        );
+        assert_eq!(webhook_named("namespaces \"x\" not found"), None);
+    }
 }

@@ -307,7 +307,10 @@ pub async fn stop_controllers(
             }
         };
         let what = format!("scale {key} to zero");
-        let params = PatchParams::default();
+        let params = PatchParams {
+            field_manager: Some(crate::execute::FIELD_MANAGER.into()),
+            ..PatchParams::default()
+        };
         match retry::with_retry(&RetryPolicy::standard(), &what, || {
             api.patch(&c.name, &params, &patch)
         })
@@ -387,7 +390,10 @@ pub async fn restore_controllers(
             }
         };
         let what = format!("scale {}/{} back to {}", c.namespace, c.name, c.replicas);
-        let params = PatchParams::default();
+        let params = PatchParams {
+            field_manager: Some(crate::execute::FIELD_MANAGER.into()),
+            ..PatchParams::default()
+        };
         match retry::with_retry(&RetryPolicy::standard(), &what, || {
             api.patch(&c.name, &params, &patch)
         })

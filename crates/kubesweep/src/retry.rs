@@ -197,6 +197,16 @@ pub fn is_forbidden(err: &kube::Error) -> bool {
     matches!(err, kube::Error::Api(s) if s.code == 403)
 }
 
+/// True for a 403 from the authorizer: the credentials may not do this
+/// (RBAC revoked, a missing grant). Not for the other 403s a write can get:
+/// an admission webhook or policy that denies the request, or a namespace
+/// being terminated; those are about the object, not about who asks. The
+/// authorizer's message is always `... is forbidden: User "NAME" cannot
+/// VERB ...` (whatever authorizer denied it).
+pub fn is_permission_denied(err: &kube::Error) -> bool {
+    matches!(err, kube::Error::Api(s) if s.code == 403 && s.message.contains("is forbidden: User \""))
+}
+
 /// HTTP status code of an API error, if it is one.
 pub fn status_code(err: &kube::Error) -> Option<u16> {
     match err {
@@ -284,6 +294,25 @@ mod tests {
             });
         }
         kube::Error::Api(status.boxed())
+    }
+
+    #[test]
+    fn only_the_authorizers_403_is_a_permission_denial() {
+        let forbidden = |message: &str| {
+            kube::Error::Api(Status::failure(message, "Forbidden").with_code(403).boxed())
+        };
+        assert!(is_permission_denied(&forbidden(
+            "customresourcedefinitions.apiextensions.k8s.io \"x\" is forbidden: User \"op\" cannot delete resource \"customresourcedefinitions\" in API group \"apiextensions.k8s.io\" at the cluster scope"
+        )));
+        // An admission webhook or a terminating namespace says no about the
+        // object, not about the caller.
+        assert!(!is_permission_denied(&forbidden(
+            "admission webhook \"guard.example.com\" denied the request: no"
+        )));
+        assert!(!is_permission_denied(&forbidden(
+            "configmaps \"x\" is forbidden: unable to create new content in namespace n because it is being terminated"
+        )));
+        assert!(!is_permission_denied(&api(404, 0)));
     }
 
     #[test]

@@ -4,6 +4,8 @@
 
 use std::collections::HashMap;
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
 use kube::Client;
 use kube::api::DynamicObject;
 use serde::{Deserialize, Serialize};
@@ -28,6 +30,46 @@ pub struct Leftover {
     pub ownership: String,
     /// Why it is still there, read from the object.
     pub why: Vec<String>,
+    /// Who wrote it, from its `managedFields`, most recent first: a
+    /// platform controller that still runs shows up here by its field
+    /// manager name, e.g. re-creating what a run deleted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub writers: Vec<Writer>,
+}
+
+/// One writer of an object: a `managedFields` entry.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Writer {
+    /// The field manager (`ks-controller-manager`, `kubectl`, `kubesweep`...).
+    pub manager: String,
+    /// `Apply` or `Update`.
+    pub operation: String,
+    /// When it last wrote (the API server keeps seconds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time: Option<Time>,
+    /// The subresource written (`status`, `finalize`), if not the object itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subresource: Option<String>,
+}
+
+impl Leftover {
+    /// The writers other than kubesweep itself that wrote this object at or
+    /// after `since`, most recent first: during a run, those are who keeps
+    /// changing it. Writes of a subresource do not count: what a run
+    /// removes (finalizers, labels, the object) is written through the
+    /// object itself, while Kubernetes' own controllers report progress
+    /// through `status` (the namespace controller on a namespace being
+    /// deleted, for one).
+    pub fn written_since(&self, since: Timestamp) -> Vec<&Writer> {
+        // managedFields times have whole seconds.
+        let since = since.as_second();
+        self.writers
+            .iter()
+            .filter(|w| w.manager != crate::execute::FIELD_MANAGER)
+            .filter(|w| w.subresource.as_deref().unwrap_or_default().is_empty())
+            .filter(|w| w.time.as_ref().is_some_and(|t| t.0.as_second() >= since))
+            .collect()
+    }
 }
 
 /// The result of a verification.
@@ -85,15 +127,20 @@ pub fn verify_inventory(
     let objects = index_by_uid(inventory);
     let leftovers = plan
         .actions()
-        .map(|(phase, action)| Leftover {
-            target: action.target.clone(),
-            phase,
-            operation: action.operation.verb().to_string(),
-            ownership: action.reason.clone(),
-            why: objects
-                .get(action.target.uid.as_str())
-                .map(|o| explain(o))
-                .unwrap_or_default(),
+        .map(|(phase, action)| {
+            let object = objects.get(action.target.uid.as_str());
+            let mut why = object.map(|o| explain(o)).unwrap_or_default();
+            if let Some(held) = object.and_then(|o| held_by_others(profile, o)) {
+                why.push(held);
+            }
+            Leftover {
+                target: action.target.clone(),
+                phase,
+                operation: action.operation.verb().to_string(),
+                ownership: action.reason.clone(),
+                why,
+                writers: object.map(|o| writers(o)).unwrap_or_default(),
+            }
         })
         .collect();
     VerifyReport {
@@ -102,6 +149,44 @@ pub fn verify_inventory(
         issues: inventory.issues.clone(),
         findings: plan.findings,
     }
+}
+
+/// For an object being deleted: the finalizers that hold it and are not
+/// the platform's. kubesweep never removes them; their owner must.
+fn held_by_others(profile: &Profile, object: &DynamicObject) -> Option<String> {
+    object.metadata.deletion_timestamp.as_ref()?;
+    let foreign: Vec<&str> = object
+        .metadata
+        .finalizers
+        .iter()
+        .flatten()
+        .filter(|f| !profile.is_platform_finalizer(f))
+        .map(String::as_str)
+        .collect();
+    (!foreign.is_empty()).then(|| {
+        format!(
+            "held by finalizer(s) not the platform's, which kubesweep does not remove (their owner must): {}",
+            foreign.join(", ")
+        )
+    })
+}
+
+/// The object's `managedFields` writers, most recent first.
+fn writers(object: &DynamicObject) -> Vec<Writer> {
+    let mut out: Vec<Writer> = object
+        .metadata
+        .managed_fields
+        .iter()
+        .flatten()
+        .map(|m| Writer {
+            manager: m.manager.clone().unwrap_or_default(),
+            operation: m.operation.clone().unwrap_or_default(),
+            time: m.time.clone(),
+            subresource: m.subresource.clone(),
+        })
+        .collect();
+    out.sort_by(|a, b| b.time.cmp(&a.time));
+    out
 }
 
 fn index_by_uid(inventory: &Inventory) -> HashMap<&str, &DynamicObject> {
@@ -175,6 +260,47 @@ pub fn explain(object: &DynamicObject) -> Vec<String> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn writers_during_a_run_leave_out_kubesweep_subresources_and_earlier_writes() {
+        let writer = |manager: &str, time: &str, subresource: Option<&str>| Writer {
+            manager: manager.into(),
+            operation: "Update".into(),
+            time: Some(Time(time.parse().expect("time"))),
+            subresource: subresource.map(Into::into),
+        };
+        let leftover = Leftover {
+            target: ObjectRef {
+                resource: crate::inventory::types::namespace(),
+                namespace: None,
+                name: "p".into(),
+                uid: "u".into(),
+                resource_version: "1".into(),
+            },
+            phase: PhaseId::KeptObjects,
+            operation: "strip metadata".into(),
+            ownership: String::new(),
+            why: vec![],
+            writers: vec![
+                writer("ks-controller-manager", "2026-01-01T00:00:10Z", None),
+                writer(crate::execute::FIELD_MANAGER, "2026-01-01T00:00:09Z", None),
+                writer(
+                    "kube-controller-manager",
+                    "2026-01-01T00:00:09Z",
+                    Some("status"),
+                ),
+                writer("seed", "2026-01-01T00:00:04Z", None),
+            ],
+        };
+        // The run started within second 5: a write in that second counts.
+        let since: Timestamp = "2026-01-01T00:00:05.500Z".parse().expect("time");
+        let names: Vec<&str> = leftover
+            .written_since(since)
+            .iter()
+            .map(|w| w.manager.as_str())
+            .collect();
+        assert_eq!(names, ["ks-controller-manager"]);
+    }
 
     #[test]
     fn explains_a_stuck_namespace() {

@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 pub mod helm;
+pub mod run;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -12,7 +12,7 @@ mod run;
 mod stuck;
 
 pub use cancel::Cancel;
-pub use ops::{Removal, finalize_blocker, removal_patch};
+pub use ops::{FIELD_MANAGER, Removal, finalize_blocker, removal_patch};
 pub use report::{
     ActionReport, ExecutionReport, NoProgress, Outcome, OutcomeCounts, PhaseReport, Progress,
     Remaining, Stopped, WaitReport,

@@ -4,6 +4,7 @@
 //! conversion webhook, and the guarded namespace `/finalize`.
 
 use std::collections::BTreeSet;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use kube::Client;
@@ -31,6 +32,65 @@ pub(crate) struct Ctx<'a> {
     pub retry: &'a RetryPolicy,
     /// The plan's flag for the last-resort namespace finalize.
     pub allow_finalize: bool,
+    /// The first request the authorizer refused (`VERB OBJECT: message`).
+    /// The preflight check proved every permission before the first change,
+    /// so a refusal now means they were taken away during the run: every
+    /// further request would be refused too, so none is sent.
+    pub denied: OnceLock<String>,
+}
+
+impl Ctx<'_> {
+    /// A context for `client` (no permission refused yet).
+    pub(crate) fn new<'a>(
+        client: &'a Client,
+        retry: &'a RetryPolicy,
+        allow_finalize: bool,
+    ) -> Ctx<'a> {
+        Ctx {
+            client,
+            retry,
+            allow_finalize,
+            denied: OnceLock::new(),
+        }
+    }
+
+    /// One request, retried by the policy; a refusal by the authorizer is
+    /// remembered (see [`Ctx::denied`]). `what` says verb and object.
+    pub(crate) async fn request<T, F, Fut>(&self, what: &str, op: F) -> Result<T, kube::Error>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, kube::Error>>,
+    {
+        let result = retry::with_retry(self.retry, what, op).await;
+        if let Err(err) = &result {
+            self.note_denial(what, err);
+        }
+        result
+    }
+
+    /// Remembers `err` when it is the authorizer's refusal of `what`.
+    pub(crate) fn note_denial(&self, what: &str, err: &kube::Error) {
+        if retry::is_permission_denied(err) {
+            let _ = self.denied.set(format!("{what}: {}", error_message(err)));
+        }
+    }
+
+    /// The first refused request, once one was refused.
+    pub(crate) fn denial(&self) -> Option<&str> {
+        self.denied.get().map(String::as_str)
+    }
+}
+
+/// The field manager of kubesweep's writes, so `managedFields` tell them
+/// from a platform controller's (see [`crate::verify::Leftover::writers`]).
+pub const FIELD_MANAGER: &str = "kubesweep";
+
+/// Parameters of every patch kubesweep sends.
+pub(crate) fn patch_params() -> PatchParams {
+    PatchParams {
+        field_manager: Some(FIELD_MANAGER.into()),
+        ..PatchParams::default()
+    }
 }
 
 /// Metadata entries to remove, by value.
@@ -115,7 +175,7 @@ pub(crate) async fn get_opt(
     target: &ObjectRef,
 ) -> Result<Option<DynamicObject>, kube::Error> {
     let what = format!("get {target}");
-    retry::with_retry(ctx.retry, &what, || api.get_opt(&target.name)).await
+    ctx.request(&what, || api.get_opt(&target.name)).await
 }
 
 /// Reads the target bound to its planned UID: `Err` with the outcome to
@@ -160,7 +220,10 @@ pub(crate) async fn delete_bound(
         ..DeleteParams::default()
     };
     let what = format!("delete {target}");
-    match retry::with_retry(ctx.retry, &what, || api.delete(&target.name, &params)).await {
+    match ctx
+        .request(&what, || api.delete(&target.name, &params))
+        .await
+    {
         Ok(_) => Outcome::Done { detail: None },
         Err(err) if retry::is_not_found(&err) => Outcome::AlreadyGone,
         Err(err) if retry::is_conflict(&err) => match get_opt(ctx, api, target).await {
@@ -248,11 +311,10 @@ pub(crate) async fn send_json_patch(
         Err(err) => return Patched::Failed(format!("internal: bad patch: {err}")),
     };
     let what = format!("patch {target}");
-    let params = PatchParams::default();
-    match retry::with_retry(ctx.retry, &what, || {
-        api.patch(&target.name, &params, &patch)
-    })
-    .await
+    let params = patch_params();
+    match ctx
+        .request(&what, || api.patch(&target.name, &params, &patch))
+        .await
     {
         Ok(_) => Patched::Applied,
         Err(err) if retry::is_not_found(&err) => Patched::Gone,
@@ -397,11 +459,10 @@ async fn disable_conversion(
         }
     };
     let what = format!("disable conversion of {target}");
-    let params = PatchParams::default();
-    match retry::with_retry(ctx.retry, &what, || {
-        api.patch(&target.name, &params, &patch)
-    })
-    .await
+    let params = patch_params();
+    match ctx
+        .request(&what, || api.patch(&target.name, &params, &patch))
+        .await
     {
         Ok(_) => Outcome::Done { detail: None },
         Err(err) if retry::is_not_found(&err) => Outcome::AlreadyGone,
@@ -496,11 +557,15 @@ async fn finalize_namespace(ctx: &Ctx<'_>, target: &ObjectRef) -> Outcome {
             };
         }
         let what = format!("finalize {target}");
-        let params = PostParams::default();
-        match retry::with_retry(ctx.retry, &what, || {
-            api.replace_subresource("finalize", &target.name, &params, &object)
-        })
-        .await
+        let params = PostParams {
+            field_manager: Some(FIELD_MANAGER.into()),
+            ..PostParams::default()
+        };
+        match ctx
+            .request(&what, || {
+                api.replace_subresource("finalize", &target.name, &params, &object)
+            })
+            .await
         {
             Ok(_) => {
                 return Outcome::Done {

@@ -158,6 +158,10 @@ pub struct ExecutionReport {
     /// Set when execution stopped early.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stopped: Option<Stopped>,
+    /// The request the authorizer refused (`VERB OBJECT: message`), when a
+    /// permission was taken away during the run; execution stopped there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub permission_denied: Option<String>,
     /// Counts over all phases.
     pub counts: OutcomeCounts,
     /// Wall time, in milliseconds.

@@ -1,7 +1,9 @@
 //! Running a plan: refuses a plan made for another cluster, runs phases in
 //! order and the actions of a phase concurrently (bounded), waits (bounded)
 //! for the deletions the next phase depends on, and stops early when a phase
-//! failed in a way that makes the next ones unsafe.
+//! failed in a way that makes the next ones unsafe, or as soon as the
+//! authorizer refuses a request (permissions revoked mid-run): no new action
+//! starts, no wait goes on.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
@@ -98,16 +100,17 @@ pub async fn execute(
         });
     }
 
-    let ctx = Ctx {
+    let ctx = Ctx::new(
         client,
-        retry: &options.retry,
-        allow_finalize: plan.options.finalize_stuck_namespaces,
-    };
+        &options.retry,
+        plan.options.finalize_stuck_namespaces,
+    );
     let mut report = ExecutionReport {
         cluster: plan.cluster.clone(),
         plan_digest: plan.digest(),
         phases: Vec::new(),
         stopped: None,
+        permission_denied: None,
         counts: OutcomeCounts::default(),
         duration_ms: 0,
     };
@@ -132,6 +135,12 @@ pub async fn execute(
         let failed = phase_report.actions.iter().any(|a| a.outcome.is_failure());
         let stop = if options.cancel.is_cancelled() {
             Some(interrupted(phase.id).reason)
+        } else if let Some(denied) = ctx.denial() {
+            // Even with --keep-going: every further request would be refused.
+            report.permission_denied = Some(denied.to_owned());
+            Some(format!(
+                "permission denied during the run (granted at the preflight check): {denied}; no further request was sent"
+            ))
         } else {
             stop_reason(phase.id, &phase_report, failed, options.keep_going)
         };
@@ -206,7 +215,7 @@ async fn run_phase(
             .actions
             .iter()
             .enumerate()
-            .take_while(|_| !options.cancel.is_cancelled()),
+            .take_while(|_| !options.cancel.is_cancelled() && ctx.denial().is_none()),
     )
     .map(|(i, action)| async move {
             let t = Instant::now();
@@ -227,7 +236,10 @@ async fn run_phase(
     results.sort_by_key(|(i, _)| *i);
     let actions: Vec<ActionReport> = results.into_iter().map(|(_, r)| r).collect();
 
-    let wait = if phase.id.waits_for_deletion() && !options.cancel.is_cancelled() {
+    let wait = if phase.id.waits_for_deletion()
+        && !options.cancel.is_cancelled()
+        && ctx.denial().is_none()
+    {
         let pending: Vec<ObjectRef> = phase
             .actions
             .iter()
@@ -272,7 +284,10 @@ pub(crate) async fn wait_gone(
         if pending.is_empty() {
             continue;
         }
-        if started.elapsed() >= options.wait_timeout || options.cancel.is_cancelled() {
+        if started.elapsed() >= options.wait_timeout
+            || options.cancel.is_cancelled()
+            || ctx.denial().is_some()
+        {
             break;
         }
         tokio::select! {
@@ -281,8 +296,16 @@ pub(crate) async fn wait_gone(
         }
         pause = (pause * 2).min(options.poll_interval);
     }
-    if options.cancel.is_cancelled() {
-        // No further reads after an interrupt: the operator wants out.
+    let ended_early = if options.cancel.is_cancelled() {
+        Some("interrupted before it was gone")
+    } else if ctx.denial().is_some() {
+        Some("not checked any more: permission denied")
+    } else {
+        None
+    };
+    if let Some(why) = ended_early {
+        // No further reads after an interrupt (the operator wants out) or
+        // a refusal (they would be refused too).
         return WaitReport {
             waited_ms: millis(started.elapsed()),
             timed_out: false,
@@ -290,7 +313,7 @@ pub(crate) async fn wait_gone(
                 .into_iter()
                 .map(|target| Remaining {
                     target,
-                    reasons: vec!["interrupted before it was gone".into()],
+                    reasons: vec![why.into()],
                 })
                 .collect(),
         };
@@ -326,6 +349,7 @@ async fn still_present(
                 }
                 // Cannot tell: keep waiting for all of them.
                 Err(err) => {
+                    ctx.note_denial(&format!("list {}", rt.qualified_plural()), &err);
                     tracing::debug!(%rt, error = %err, "wait list failed");
                     present.extend(targets);
                 }
@@ -339,7 +363,10 @@ async fn still_present(
                     Ok(Some(m)) if m.metadata.uid.as_deref() == Some(t.uid.as_str()) => Some(t),
                     Ok(_) => None,
                     Err(err) if retry::is_not_found(&err) => None,
-                    Err(_) => Some(t),
+                    Err(err) => {
+                        ctx.note_denial(&format!("get {t}"), &err);
+                        Some(t)
+                    }
                 }
             })
             .buffer_unordered(concurrency.max(1))
@@ -414,11 +441,7 @@ pub async fn run_single(
     retry: &RetryPolicy,
     allow_finalize: bool,
 ) -> Outcome {
-    let ctx = Ctx {
-        client,
-        retry,
-        allow_finalize,
-    };
+    let ctx = Ctx::new(client, retry, allow_finalize);
     ops::run_action(&ctx, action).await
 }
 
@@ -428,10 +451,6 @@ pub async fn wait_for_deletion(
     targets: Vec<ObjectRef>,
     options: &ExecuteOptions,
 ) -> WaitReport {
-    let ctx = Ctx {
-        client,
-        retry: &options.retry,
-        allow_finalize: false,
-    };
+    let ctx = Ctx::new(client, &options.retry, false);
     wait_gone(&ctx, PhaseId::Preflight, targets, options, &NoProgress).await
 }
