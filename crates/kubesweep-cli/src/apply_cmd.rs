@@ -450,9 +450,13 @@ fn print_report(report: &ExecutionReport) {
         c.failed
     );
     for failure in report.failures() {
+        let why = match &failure.outcome {
+            kubesweep::execute::Outcome::Failed { message } => message.clone(),
+            other => format!("{other:?}"),
+        };
         eprintln!(
-            "  failed: {} ({}): {:?}",
-            failure.target, failure.operation, failure.outcome
+            "  failed: {} ({}): {why}",
+            failure.target, failure.operation
         );
     }
     for (webhook, blocked) in blocked_by_webhooks(report) {
