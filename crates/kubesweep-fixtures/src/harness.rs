@@ -121,6 +121,15 @@ impl PrivateControlPlane {
     /// # Panics
     /// When it does not come up (the launcher's output is in the message).
     pub fn start() -> Self {
+        Self::start_with_env(&[])
+    }
+
+    /// Starts one with extra environment for `testenv/cluster up` (the
+    /// launcher's test hooks, such as `TESTENV_FIRST_PORTS`).
+    ///
+    /// # Panics
+    /// When it does not come up.
+    pub fn start_with_env(env: &[(&str, &str)]) -> Self {
         let state = std::env::temp_dir().join(unique_name("kubesweep-cp"));
         std::fs::create_dir_all(&state)
             .unwrap_or_else(|e| panic!("cannot create {}: {e}", state.display()));
@@ -128,7 +137,7 @@ impl PrivateControlPlane {
             kubeconfig: state.join("kubeconfig"),
             state,
         };
-        plane.cluster(&["up"]);
+        plane.cluster_with_env(&["up"], env);
         assert!(
             plane.kubeconfig.exists(),
             "no kubeconfig in {}",
@@ -165,10 +174,34 @@ impl PrivateControlPlane {
         self.cluster(&["start", component]);
     }
 
+    /// Restarts one component on the same ports with `extra_flags` added to
+    /// the flags `up` gave it (later flags win; none: back to those flags),
+    /// and waits until it answers: kube-apiserver with lower request limits,
+    /// an audit log, ... Its state (etcd's data) is kept.
+    pub fn restart_component(&self, component: &str, extra_flags: &[&str]) {
+        let mut args = vec!["restart", component];
+        if !extra_flags.is_empty() {
+            args.push("--");
+            args.extend_from_slice(extra_flags);
+        }
+        self.cluster(&args);
+    }
+
+    /// The directory holding its components' logs (`<component>.log`,
+    /// appended to across restarts).
+    pub fn logs_dir(&self) -> std::path::PathBuf {
+        self.state.join("logs")
+    }
+
     fn cluster(&self, args: &[&str]) {
+        self.cluster_with_env(args, &[]);
+    }
+
+    fn cluster_with_env(&self, args: &[&str], env: &[(&str, &str)]) {
         let output = std::process::Command::new(testenv_script())
             .args(args)
             .env("KUBESWEEP_TESTENV_DIR", &self.state)
+            .envs(env.iter().copied())
             .output()
             .unwrap_or_else(|e| panic!("cannot run testenv/cluster: {e}"));
         assert!(
