@@ -187,6 +187,30 @@ impl PrivateControlPlane {
         self.cluster(&args);
     }
 
+    /// Limits one component's write operations on the disk holding its
+    /// state to `iops` per second, for real (a cgroup v1 blkio throttle:
+    /// needs root; etcd must fsync, `--unsafe-no-fsync=false`); 0 lifts it.
+    pub fn throttle_writes(&self, component: &str, iops: u32) {
+        self.cluster(&["throttle-writes", component, &iops.to_string()]);
+    }
+
+    /// etcd's client URL (plain HTTP on loopback: `/metrics`, `/health`).
+    pub fn etcd_url(&self) -> String {
+        let path = self.state.join("run").join("etcd.launch.json");
+        let record: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display())),
+        )
+        .unwrap_or_else(|e| panic!("{} is not JSON: {e}", path.display()));
+        record["args"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(serde_json::Value::as_str)
+            .find_map(|arg| arg.strip_prefix("--advertise-client-urls="))
+            .unwrap_or_else(|| panic!("no etcd client URL in {}", path.display()))
+            .to_string()
+    }
+
     /// The directory holding its components' logs (`<component>.log`,
     /// appended to across restarts).
     pub fn logs_dir(&self) -> std::path::PathBuf {

@@ -13,6 +13,9 @@
 //	testenv restart -state DIR COMPONENT [-- FLAG...]
 //	                                     stop it if it runs and start it again on the same ports with FLAG...
 //	                                     added to its flags (none: back to the flags of up); wait until ready
+//	testenv throttle-writes -state DIR COMPONENT IOPS
+//	                                     limit the component's writes to the disk under DIR to IOPS
+//	                                     per second (cgroup v1 blkio; root); 0 lifts the limit
 //
 // Ports are picked free by listening and closing, and bound moments later by
 // the components; when another process takes one in between, the component
@@ -94,6 +97,15 @@ func main() {
 		} else {
 			err = startOne(abs, fs.Arg(0), *timeout)
 		}
+	case "throttle-writes":
+		if fs.NArg() != 2 || !known(fs.Arg(0)) {
+			fatal("throttle-writes needs a component (%s) and write operations per second (0: no limit)", strings.Join(componentNames, ", "))
+		}
+		iops, perr := strconv.Atoi(fs.Arg(1))
+		if perr != nil || iops < 0 {
+			fatal("throttle-writes: %q is not a number of operations per second", fs.Arg(1))
+		}
+		err = throttleWrites(abs, fs.Arg(0), iops)
 	case "restart":
 		args := fs.Args()
 		if len(args) < 1 || !known(args[0]) {
@@ -105,7 +117,7 @@ func main() {
 		}
 		err = restartOne(abs, args[0], extra, *timeout)
 	default:
-		fatal("unknown command %q (want up, down, status, stop, start or restart)", cmd)
+		fatal("unknown command %q (want up, down, status, stop, start, restart or throttle-writes)", cmd)
 	}
 	if err != nil {
 		fatal("%s: %v", cmd, err)
@@ -531,6 +543,12 @@ func down(state string) error {
 		if err := terminate(state, componentNames[i]); err != nil {
 			return err
 		}
+		// Empty now that its process is gone.
+		if group, err := os.ReadFile(cgroupRecord(state, componentNames[i])); err == nil {
+			if err := os.Remove(string(group)); err != nil && !errors.Is(err, os.ErrNotExist) {
+				logf("cannot remove cgroup %s: %v", group, err)
+			}
+		}
 	}
 	// Logs stay for diagnosis; everything else is state of this run only.
 	for _, entry := range []string{"run", "pki", "etcd-data", "kubeconfig", "server"} {
@@ -697,4 +715,87 @@ func tail(path string, lines int) {
 	for _, l := range all {
 		fmt.Fprintln(os.Stderr, "  "+l)
 	}
+}
+
+// blkioRoot is where cgroup v1 mounts its blkio controller.
+const blkioRoot = "/sys/fs/cgroup/blkio"
+
+// cgroupRecord names the file holding the cgroup throttleWrites made for a
+// component, so that down (or a later call) can remove it.
+func cgroupRecord(state, name string) string {
+	return filepath.Join(state, "run", name+".cgroup")
+}
+
+// throttleWrites moves a running component into a cgroup of its own whose
+// blkio throttle allows iops write operations per second on the disk that
+// holds the state directory (iops 0: back to the root group, the cgroup
+// removed). A slow disk for real: etcd's fsyncs queue in the kernel. Only
+// synchronous writes are throttled (cgroup v1 does not attribute page-cache
+// writeback), so etcd must run with --unsafe-no-fsync=false. Needs root and
+// the cgroup v1 blkio controller; says so when either is missing.
+func throttleWrites(state, name string, iops int) error {
+	pid, ok := ourProcess(state, name)
+	if !ok {
+		return fmt.Errorf("%s is not running", name)
+	}
+	if _, err := os.Stat(filepath.Join(blkioRoot, "blkio.throttle.write_iops_device")); err != nil {
+		return fmt.Errorf("throttling writes needs the cgroup v1 blkio controller at %s (cgroup v2 io.max is not supported): %w", blkioRoot, err)
+	}
+	group := filepath.Join(blkioRoot, "kubesweep-testenv-"+filepath.Base(state)+"-"+name)
+	record := cgroupRecord(state, name)
+	if iops == 0 {
+		if err := os.WriteFile(filepath.Join(blkioRoot, "cgroup.procs"), []byte(strconv.Itoa(pid)), 0o644); err != nil {
+			return fmt.Errorf("moving %s back to the root cgroup: %w", name, err)
+		}
+		if err := os.Remove(group); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+		_ = os.Remove(record)
+		logf("%s writes no longer throttled", name)
+		return nil
+	}
+	device, err := diskOf(state)
+	if err != nil {
+		return err
+	}
+	if err := os.Mkdir(group, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
+		return fmt.Errorf("creating cgroup %s (root needed): %w", group, err)
+	}
+	if err := os.WriteFile(record, []byte(group), 0o600); err != nil {
+		return err
+	}
+	limit := fmt.Sprintf("%s %d", device, iops)
+	if err := os.WriteFile(filepath.Join(group, "blkio.throttle.write_iops_device"), []byte(limit), 0o644); err != nil {
+		return fmt.Errorf("setting %q in %s: %w", limit, group, err)
+	}
+	if err := os.WriteFile(filepath.Join(group, "cgroup.procs"), []byte(strconv.Itoa(pid)), 0o644); err != nil {
+		return fmt.Errorf("moving %s (pid %d) into %s: %w", name, pid, group, err)
+	}
+	logf("%s (pid %d) limited to %d write operations per second on disk %s", name, pid, iops, device)
+	return nil
+}
+
+// diskOf returns "major:minor" of the whole disk holding path: blkio
+// throttles disks, not partitions, and has nothing to throttle on a
+// filesystem without one (tmpfs, overlay).
+func diskOf(path string) (string, error) {
+	var st syscall.Stat_t
+	if err := syscall.Stat(path, &st); err != nil {
+		return "", err
+	}
+	dev := uint64(st.Dev)
+	major := (dev>>8)&0xfff | (dev>>32)&^uint64(0xfff)
+	minor := dev&0xff | (dev>>12)&^uint64(0xff)
+	sys, err := filepath.EvalSymlinks(fmt.Sprintf("/sys/dev/block/%d:%d", major, minor))
+	if err != nil {
+		return "", fmt.Errorf("%s is not on a block device (device %d:%d): nothing to throttle", path, major, minor)
+	}
+	if _, err := os.Stat(filepath.Join(sys, "partition")); err == nil {
+		sys = filepath.Dir(sys)
+	}
+	whole, err := os.ReadFile(filepath.Join(sys, "dev"))
+	if err != nil {
+		return "", err
+	}
+	return strings.TrimSpace(string(whole)), nil
 }
