@@ -177,12 +177,13 @@ async fn apply_under_429s_finishes_clean_without_a_retry_storm() {
     // No retry storm: the 429s stay within a small multiple of the actions,
     // and everything together (discovery, backup, permission checks,
     // actions, waits, verify) within a fixed budget per action. Measured
-    // for the 135-action plan: about 1,030 requests that are not 429s, and
-    // 214 429s (1,240 in all); before the client-wide throttle gate
-    // (`http_retry.rs`), whose synchronised retries mostly met the limit
-    // again, 665 429s (1,687 in all), which both bounds reject.
+    // for the 135-action plan, three runs: about 1,020 requests that are
+    // not 429s, and 214 to 288 429s (1,240 to 1,307 in all); before the
+    // client-wide throttle gate (`http_retry.rs`), whose synchronised
+    // retries mostly met the limit again, 588 to 665 429s (1,687 in all),
+    // which both bounds reject.
     assert!(
-        throttled <= 3 * actions,
+        throttled * 2 <= 7 * actions,
         "{throttled} 429s for {actions} actions: a retry storm ({counts:?})"
     );
     assert!(
