@@ -19,7 +19,8 @@
 //
 // Ports are picked free by listening and closing, and bound moments later by
 // the components; when another process takes one in between, the component
-// exits with "address already in use" and up starts over with new ports.
+// exits with "address already in use" and up starts over with new ports
+// (start and restart, whose ports are fixed, try the same ones again).
 package main
 
 import (
@@ -64,7 +65,7 @@ type launch struct {
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: testenv up|down|status|stop|start|restart [-state DIR] [-bin DIR] [COMPONENT [-- FLAG...]]")
+		fmt.Fprintln(os.Stderr, "usage: testenv up|down|status|stop|start|restart|throttle-writes [-state DIR] [-bin DIR] [COMPONENT [-- FLAG...] | COMPONENT IOPS]")
 		os.Exit(2)
 	}
 	cmd := os.Args[1]
