@@ -121,6 +121,15 @@ impl PrivateControlPlane {
     /// # Panics
     /// When it does not come up (the launcher's output is in the message).
     pub fn start() -> Self {
+        Self::start_with_env(&[])
+    }
+
+    /// Starts one with extra environment for `testenv/cluster up` (the
+    /// launcher's test hooks, such as `TESTENV_FIRST_PORTS`).
+    ///
+    /// # Panics
+    /// When it does not come up.
+    pub fn start_with_env(env: &[(&str, &str)]) -> Self {
         let state = std::env::temp_dir().join(unique_name("kubesweep-cp"));
         std::fs::create_dir_all(&state)
             .unwrap_or_else(|e| panic!("cannot create {}: {e}", state.display()));
@@ -128,7 +137,7 @@ impl PrivateControlPlane {
             kubeconfig: state.join("kubeconfig"),
             state,
         };
-        plane.cluster(&["up"]);
+        plane.cluster_with_env(&["up"], env);
         assert!(
             plane.kubeconfig.exists(),
             "no kubeconfig in {}",
@@ -165,10 +174,58 @@ impl PrivateControlPlane {
         self.cluster(&["start", component]);
     }
 
+    /// Restarts one component on the same ports with `extra_flags` added to
+    /// the flags `up` gave it (later flags win; none: back to those flags),
+    /// and waits until it answers: kube-apiserver with lower request limits,
+    /// an audit log, ... Its state (etcd's data) is kept.
+    pub fn restart_component(&self, component: &str, extra_flags: &[&str]) {
+        let mut args = vec!["restart", component];
+        if !extra_flags.is_empty() {
+            args.push("--");
+            args.extend_from_slice(extra_flags);
+        }
+        self.cluster(&args);
+    }
+
+    /// Limits one component's write operations on the disk holding its
+    /// state to `iops` per second, for real (a cgroup v1 blkio throttle:
+    /// needs root; etcd must fsync, `--unsafe-no-fsync=false`); 0 lifts it.
+    pub fn throttle_writes(&self, component: &str, iops: u32) {
+        self.cluster(&["throttle-writes", component, &iops.to_string()]);
+    }
+
+    /// etcd's client URL (plain HTTP on loopback: `/metrics`, `/health`).
+    pub fn etcd_url(&self) -> String {
+        let path = self.state.join("run").join("etcd.launch.json");
+        let record: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display())),
+        )
+        .unwrap_or_else(|e| panic!("{} is not JSON: {e}", path.display()));
+        record["args"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(serde_json::Value::as_str)
+            .find_map(|arg| arg.strip_prefix("--advertise-client-urls="))
+            .unwrap_or_else(|| panic!("no etcd client URL in {}", path.display()))
+            .to_string()
+    }
+
+    /// The directory holding its components' logs (`<component>.log`,
+    /// appended to across restarts).
+    pub fn logs_dir(&self) -> std::path::PathBuf {
+        self.state.join("logs")
+    }
+
     fn cluster(&self, args: &[&str]) {
+        self.cluster_with_env(args, &[]);
+    }
+
+    fn cluster_with_env(&self, args: &[&str], env: &[(&str, &str)]) {
         let output = std::process::Command::new(testenv_script())
             .args(args)
             .env("KUBESWEEP_TESTENV_DIR", &self.state)
+            .envs(env.iter().copied())
             .output()
             .unwrap_or_else(|e| panic!("cannot run testenv/cluster: {e}"));
         assert!(

@@ -228,15 +228,19 @@ fn build_error(server: &str, source: kube::Error) -> ClusterError {
 /// adds the longer horizon and everything else (other 5xx, broken
 /// connections, a 503 without `Retry-After`).
 fn build_client(config: Config) -> Result<Client, kube::Error> {
+    let gate = crate::http_retry::ThrottleGate::default();
     let policy = crate::http_retry::ServerAskedRetry::new(
         3,
         Duration::from_millis(100),
         Duration::from_secs(10),
+        gate.clone(),
     );
     // The retry layer needs a cloneable service; kube's stack is boxed, so a
-    // buffer (a channel to one worker task) goes in between.
+    // buffer (a channel to one worker task) goes in between. The gate sits
+    // under the retries, so that first attempts and retries both wait it out.
     Ok(kube::client::ClientBuilder::try_from(config)?
         .with_layer(&tower::buffer::BufferLayer::new(1024))
+        .with_layer(&gate)
         .with_layer(&tower::retry::RetryLayer::new(policy))
         .build())
 }

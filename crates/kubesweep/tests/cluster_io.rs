@@ -695,6 +695,13 @@ async fn connect_tells_rejected_from_insufficient_credentials() {
 
 /// A client authenticated as `system:serviceaccount:<ns>:<sa>` through a TokenRequest.
 async fn service_account_client(client: &Client, ns: &str, sa: &str) -> Client {
+    let config = service_account_config(client, ns, sa).await;
+    kubesweep::cluster::client_from_config(config).expect("client")
+}
+
+/// Creates service account `sa` in `ns` and returns a client configuration
+/// authenticating as it with a fresh token.
+async fn service_account_config(client: &Client, ns: &str, sa: &str) -> kube::Config {
     let sas: Api<ServiceAccount> = Api::namespaced(client.clone(), ns);
     let account = ServiceAccount {
         metadata: ObjectMeta {
@@ -723,13 +730,9 @@ async fn service_account_client(client: &Client, ns: &str, sa: &str) -> Client {
         .expect("token");
     let kubeconfig = token_kubeconfig(&token).await;
     let kubeconfig = kube::config::Kubeconfig::from_yaml(&kubeconfig).expect("kubeconfig");
-    let config = kube::Config::from_custom_kubeconfig(
-        kubeconfig,
-        &kube::config::KubeConfigOptions::default(),
-    )
-    .await
-    .expect("config");
-    kubesweep::cluster::client_from_config(config).expect("client")
+    kube::Config::from_custom_kubeconfig(kubeconfig, &kube::config::KubeConfigOptions::default())
+        .await
+        .expect("config")
 }
 
 #[tokio::test]
@@ -1201,13 +1204,34 @@ async fn throttled_requests_are_retried_until_they_succeed() {
         .create(&PostParams::default(), &binding)
         .await
         .expect("binding");
-    let flood = service_account_client(&client, &ns, "flood").await;
-    // The API server picks up new flow-control objects asynchronously.
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    let flood_config = service_account_config(&client, &ns, "flood").await;
+    // kubesweep's client, with its HTTP-level retries and throttle gate.
+    let flood = kubesweep::cluster::client_from_config(flood_config.clone()).expect("client");
+    // A bare kube client (no retries at all), to see a 429 as kube reports it.
+    let mut bare_config = flood_config;
+    bare_config.default_retry = false;
+    let bare = kube::Client::try_from(bare_config).expect("bare client");
+    // The API server picks up new flow-control objects asynchronously: wait
+    // until its flow-control controller has digested this configuration,
+    // which it shows by writing the schema's `Dangling` condition (False:
+    // its priority level exists) in the same pass that puts it in effect.
+    let mut digested = false;
+    for _ in 0..300 {
+        let current = schemas.get(&level_name).await.expect("read flow schema");
+        let conditions = current.data["status"]["conditions"].as_array().cloned();
+        digested = conditions
+            .unwrap_or_default()
+            .iter()
+            .any(|c| c["type"] == "Dangling" && c["status"] == "False");
+        if digested {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(digested, "the API server never took up the flow schema");
 
-    let configmaps: Api<ConfigMap> = Api::namespaced(flood.clone(), &ns);
-    let burst = |policy: RetryPolicy| {
-        let configmaps = configmaps.clone();
+    let burst = |client: Client, policy: RetryPolicy| {
+        let configmaps: Api<ConfigMap> = Api::namespaced(client, &ns);
         async move {
             futures::stream::iter(0..60)
                 .map(|_| {
@@ -1224,9 +1248,11 @@ async fn throttled_requests_are_retried_until_they_succeed() {
                 .await
         }
     };
+    // Bursts until the server throttles one (the configuration is in
+    // effect, but a burst of quick reads can still fit through one seat).
     let mut throttled = Vec::new();
     for _ in 0..10 {
-        throttled = burst(RetryPolicy::none())
+        throttled = burst(bare.clone(), RetryPolicy::none())
             .await
             .into_iter()
             .filter_map(Result::err)
@@ -1237,7 +1263,7 @@ async fn throttled_requests_are_retried_until_they_succeed() {
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    let retried = burst(RetryPolicy::standard()).await;
+    let retried = burst(flood.clone(), RetryPolicy::standard()).await;
     let _ = schemas.delete(&level_name, &DeleteParams::default()).await;
     let _ = levels.delete(&level_name, &DeleteParams::default()).await;
     delete_namespace(&client, &ns).await;

@@ -10,6 +10,17 @@
 //	testenv down   -state DIR            stop the processes, remove the state, keep logs
 //	testenv stop   -state DIR COMPONENT  stop one component, keep its state (tests of a control plane with a part down)
 //	testenv start  -state DIR COMPONENT  start a stopped component again, same binary, ports and flags; wait until ready
+//	testenv restart -state DIR COMPONENT [-- FLAG...]
+//	                                     stop it if it runs and start it again on the same ports with FLAG...
+//	                                     added to its flags (none: back to the flags of up); wait until ready
+//	testenv throttle-writes -state DIR COMPONENT IOPS
+//	                                     limit the component's writes to the disk under DIR to IOPS
+//	                                     per second (cgroup v1 blkio; root); 0 lifts the limit
+//
+// Ports are picked free by listening and closing, and bound moments later by
+// the components; when another process takes one in between, the component
+// exits with "address already in use" and up starts over with new ports
+// (start and restart, whose ports are fixed, try the same ones again).
 package main
 
 import (
@@ -25,6 +36,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -46,11 +58,14 @@ type launch struct {
 	Args []string `json:"args"`
 	// Ready is the URL that answers 200 once the component serves.
 	Ready string `json:"ready"`
+	// Extra are the flags `restart` added after Args (later flags win), kept
+	// so that a `stop` and `start` afterwards runs it the same way.
+	Extra []string `json:"extra,omitempty"`
 }
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: testenv up|down|status|stop|start [-state DIR] [-bin DIR] [COMPONENT]")
+		fmt.Fprintln(os.Stderr, "usage: testenv up|down|status|stop|start|restart|throttle-writes [-state DIR] [-bin DIR] [COMPONENT [-- FLAG...] | COMPONENT IOPS]")
 		os.Exit(2)
 	}
 	cmd := os.Args[1]
@@ -83,8 +98,27 @@ func main() {
 		} else {
 			err = startOne(abs, fs.Arg(0), *timeout)
 		}
+	case "throttle-writes":
+		if fs.NArg() != 2 || !known(fs.Arg(0)) {
+			fatal("throttle-writes needs a component (%s) and write operations per second (0: no limit)", strings.Join(componentNames, ", "))
+		}
+		iops, perr := strconv.Atoi(fs.Arg(1))
+		if perr != nil || iops < 0 {
+			fatal("throttle-writes: %q is not a number of operations per second", fs.Arg(1))
+		}
+		err = throttleWrites(abs, fs.Arg(0), iops)
+	case "restart":
+		args := fs.Args()
+		if len(args) < 1 || !known(args[0]) {
+			fatal("restart needs one component (%s), then optionally -- and its extra flags", strings.Join(componentNames, ", "))
+		}
+		extra := args[1:]
+		if len(extra) > 0 && extra[0] == "--" {
+			extra = extra[1:]
+		}
+		err = restartOne(abs, args[0], extra, *timeout)
 	default:
-		fatal("unknown command %q (want up, down, status, stop or start)", cmd)
+		fatal("unknown command %q (want up, down, status, stop, start, restart or throttle-writes)", cmd)
 	}
 	if err != nil {
 		fatal("%s: %v", cmd, err)
@@ -103,12 +137,57 @@ func logf(format string, args ...any) {
 // Component start order; down stops them in reverse.
 var componentNames = []string{"etcd", "kube-apiserver", "kube-controller-manager"}
 
+// errPortTaken: a component could not bind a port picked for it, because
+// another process took it after it was found free.
+var errPortTaken = errors.New("a port picked as free was taken before the component bound it")
+
+// portAttempts bounds how often up picks new ports after errPortTaken.
+const portAttempts = 5
+
 func up(state, bin string, timeout time.Duration) error {
 	if status(state) == nil {
 		logf("control plane already running in %s", state)
 		fmt.Printf("KUBECONFIG=%s\n", filepath.Join(state, "kubeconfig"))
 		return nil
 	}
+	// Tests of the retry below force the first attempt's ports (a comma-separated
+	// list of four: etcd client, etcd peer, kube-apiserver, kube-controller-manager).
+	forced, err := parsePorts(os.Getenv("TESTENV_FIRST_PORTS"))
+	if err != nil {
+		return err
+	}
+	for attempt := 1; ; attempt++ {
+		err = upOnce(state, bin, timeout, forced)
+		if !errors.Is(err, errPortTaken) || attempt == portAttempts {
+			return err
+		}
+		logf("%v; starting over with new ports (attempt %d of %d)", err, attempt+1, portAttempts)
+		forced = nil
+	}
+}
+
+// parsePorts reads TESTENV_FIRST_PORTS; empty means none.
+func parsePorts(text string) ([]int, error) {
+	if text == "" {
+		return nil, nil
+	}
+	var ports []int
+	for _, field := range strings.Split(text, ",") {
+		port, err := strconv.Atoi(strings.TrimSpace(field))
+		if err != nil || port <= 0 || port > 65535 {
+			return nil, fmt.Errorf("TESTENV_FIRST_PORTS: %q is not a port", field)
+		}
+		ports = append(ports, port)
+	}
+	if len(ports) != 4 {
+		return nil, fmt.Errorf("TESTENV_FIRST_PORTS needs 4 ports, got %d", len(ports))
+	}
+	return ports, nil
+}
+
+// upOnce starts the control plane on fresh ports (forced ones when given);
+// on failure everything it started is stopped again.
+func upOnce(state, bin string, timeout time.Duration, forced []int) error {
 	// Leftovers of a crashed run: stop whatever of it still lives, start clean.
 	if err := down(state); err != nil {
 		return fmt.Errorf("cleaning previous state: %w", err)
@@ -122,9 +201,12 @@ func up(state, bin string, timeout time.Duration) error {
 	if err := writePKI(pki); err != nil {
 		return fmt.Errorf("generating certificates: %w", err)
 	}
-	ports, err := freePorts(4)
-	if err != nil {
-		return err
+	ports := forced
+	if ports == nil {
+		var err error
+		if ports, err = freePorts(4); err != nil {
+			return err
+		}
 	}
 	etcdClient, etcdPeer, apiPort, kcmPort := ports[0], ports[1], ports[2], ports[3]
 	server := fmt.Sprintf("https://127.0.0.1:%d", apiPort)
@@ -137,7 +219,9 @@ func up(state, bin string, timeout time.Duration) error {
 	peerURL := fmt.Sprintf("http://127.0.0.1:%d", etcdPeer)
 
 	components := []component{
-		{"etcd", etcdURL + "/health", []string{
+		// Ready while serving, even with its NOSPACE alarm raised (a test
+		// fills it up, then restarts it with more room before disarming).
+		{"etcd", etcdURL + "/health?exclude=NOSPACE", []string{
 			"--name=testenv",
 			"--data-dir=" + filepath.Join(state, "etcd-data"),
 			"--listen-client-urls=" + etcdURL,
@@ -198,28 +282,33 @@ func up(state, bin string, timeout time.Duration) error {
 	}
 
 	for _, c := range components {
+		logStart := logSize(state, c.name)
 		if err := start(state, bin, c); err != nil {
 			_ = down(state)
 			return err
 		}
 		logf("started %s", c.name)
+		var err error
 		switch c.name {
 		case "etcd":
-			err = waitFor(timeout, func() error { return httpOK(nil, etcdURL+"/health") })
+			err = waitReady(state, c.name, timeout, func() error { return httpOK(nil, c.ready) })
 		case "kube-apiserver":
 			client, cerr := adminHTTPClient(pki)
 			if cerr != nil {
 				err = cerr
 				break
 			}
-			err = waitFor(timeout, func() error { return httpOK(client, server+"/readyz") })
+			err = waitReady(state, c.name, timeout, func() error { return httpOK(client, server+"/readyz") })
 		case "kube-controller-manager":
-			err = waitFor(timeout, func() error { return controllersWorking(pki, server) })
+			err = waitReady(state, c.name, timeout, func() error { return controllersWorking(pki, server) })
 		}
 		if err != nil {
 			logf("%s did not become ready: %v; its log: %s", c.name, err, logPath(state, c.name))
 			tail(logPath(state, c.name), 30)
 			_ = down(state)
+			if bindFailed(state, c.name, logStart) {
+				return fmt.Errorf("%s: %w", c.name, errPortTaken)
+			}
 			return fmt.Errorf("%s not ready", c.name)
 		}
 		logf("%s ready", c.name)
@@ -230,6 +319,32 @@ func up(state, bin string, timeout time.Duration) error {
 	logf("control plane up at %s (logs in %s)", server, filepath.Join(state, "logs"))
 	fmt.Printf("KUBECONFIG=%s\n", kubeconfig)
 	return nil
+}
+
+// logSize is how long the component's log is now (its logs are appended to
+// across runs), so that what a new process writes can be read on its own.
+func logSize(state, name string) int64 {
+	info, err := os.Stat(logPath(state, name))
+	if err != nil {
+		return 0
+	}
+	return info.Size()
+}
+
+// bindFailed reports whether the component's log, from offset on, says a
+// port was already in use (etcd, kube-apiserver and kube-controller-manager
+// all report Go's "bind: address already in use" and exit).
+func bindFailed(state, name string, offset int64) bool {
+	f, err := os.Open(logPath(state, name))
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	if _, err := f.Seek(offset, io.SeekStart); err != nil {
+		return false
+	}
+	data, err := io.ReadAll(f)
+	return err == nil && strings.Contains(string(data), "address already in use")
 }
 
 func logPath(state, name string) string { return filepath.Join(state, "logs", name+".log") }
@@ -313,31 +428,95 @@ func startOne(state, name string, timeout time.Duration) error {
 		logf("%s already running", name)
 		return nil
 	}
+	l, err := readLaunch(state, name)
+	if err != nil {
+		return err
+	}
+	if err := run(state, name, l, timeout); err != nil {
+		return err
+	}
+	logf("%s started again and ready", name)
+	return nil
+}
+
+// restartOne stops a component if it runs and starts it again from its
+// launch record with extra added to its flags (replacing the extra flags of
+// an earlier restart), on the same ports; it waits until it answers.
+// Tests use it to run kube-apiserver with other limits.
+func restartOne(state, name string, extra []string, timeout time.Duration) error {
+	l, err := readLaunch(state, name)
+	if err != nil {
+		return err
+	}
+	// Only the process goes: its state (etcd's data) stays, so there is
+	// nothing to shut down gracefully, and kube-apiserver lingers 15 s after
+	// it has stopped listening.
+	if err := terminateWithin(state, name, 2*time.Second); err != nil {
+		return err
+	}
+	l.Extra = extra
+	record, err := json.Marshal(l)
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(launchPath(state, name), record, 0o600); err != nil {
+		return err
+	}
+	if err := run(state, name, l, timeout); err != nil {
+		return err
+	}
+	logf("%s restarted with extra flags %q and ready", name, extra)
+	return nil
+}
+
+// readLaunch reads what up (or restart) recorded for a component.
+func readLaunch(state, name string) (launch, error) {
+	var l launch
 	data, err := os.ReadFile(launchPath(state, name))
 	if err != nil {
-		return fmt.Errorf("no %s recorded in %s (is the control plane up?): %w", name, state, err)
+		return l, fmt.Errorf("no %s recorded in %s (is the control plane up?): %w", name, state, err)
 	}
-	var l launch
 	if err := json.Unmarshal(data, &l); err != nil {
-		return fmt.Errorf("reading %s: %w", launchPath(state, name), err)
+		return l, fmt.Errorf("reading %s: %w", launchPath(state, name), err)
 	}
-	cmd, err := spawn(state, name, l.Exe, l.Args)
-	if err != nil {
-		return err
-	}
-	if err := recordPid(state, name, cmd, l.Exe); err != nil {
-		return err
-	}
+	return l, nil
+}
+
+// rebindAttempts bounds how often run starts a component again whose port
+// was in use.
+const rebindAttempts = 10
+
+// run starts a component from its launch record and waits until it answers.
+// Its ports are fixed (clients know them), so when one is in use it tries
+// again a little later: on loopback the holder is mostly a passing outgoing
+// connection that happened to get that port as its local ephemeral port
+// (seen: etcd's peer port, moments after the old etcd was killed).
+func run(state, name string, l launch, timeout time.Duration) error {
 	client, err := probeClient(state, name)
 	if err != nil {
 		return err
 	}
-	if err := waitFor(timeout, func() error { return httpOK(client, l.Ready) }); err != nil {
+	for attempt := 1; ; attempt++ {
+		logStart := logSize(state, name)
+		cmd, err := spawn(state, name, l.Exe, append(slices.Clip(l.Args), l.Extra...))
+		if err != nil {
+			return err
+		}
+		if err := recordPid(state, name, cmd, l.Exe); err != nil {
+			return err
+		}
+		err = waitReady(state, name, timeout, func() error { return httpOK(client, l.Ready) })
+		if err == nil {
+			return nil
+		}
+		if bindFailed(state, name, logStart) && attempt < rebindAttempts && !alive(state, name) {
+			logf("%s: its port is in use; trying again in a second (attempt %d of %d)", name, attempt+1, rebindAttempts)
+			time.Sleep(time.Second)
+			continue
+		}
 		tail(logPath(state, name), 30)
 		return fmt.Errorf("%s not ready: %w", name, err)
 	}
-	logf("%s started again and ready", name)
-	return nil
 }
 
 // probeClient is the HTTP client that can ask a component whether it is
@@ -384,6 +563,12 @@ func down(state string) error {
 		if err := terminate(state, componentNames[i]); err != nil {
 			return err
 		}
+		// Empty now that its process is gone.
+		if group, err := os.ReadFile(cgroupRecord(state, componentNames[i])); err == nil {
+			if err := os.Remove(string(group)); err != nil && !errors.Is(err, os.ErrNotExist) {
+				logf("cannot remove cgroup %s: %v", group, err)
+			}
+		}
 	}
 	// Logs stay for diagnosis; everything else is state of this run only.
 	for _, entry := range []string{"run", "pki", "etcd-data", "kubeconfig", "server"} {
@@ -396,12 +581,17 @@ func down(state string) error {
 
 // terminate stops one component if it runs (SIGTERM, SIGKILL after 15 s).
 func terminate(state, name string) error {
+	return terminateWithin(state, name, 15*time.Second)
+}
+
+// terminateWithin stops one component if it runs: SIGTERM, SIGKILL after grace.
+func terminateWithin(state, name string, grace time.Duration) error {
 	pid, ok := ourProcess(state, name)
 	if !ok {
 		return nil
 	}
 	_ = syscall.Kill(pid, syscall.SIGTERM)
-	deadline := time.Now().Add(15 * time.Second)
+	deadline := time.Now().Add(grace)
 	for alive(state, name) && time.Now().Before(deadline) {
 		time.Sleep(100 * time.Millisecond)
 	}
@@ -475,12 +665,18 @@ func freePorts(n int) ([]int, error) {
 	return ports, nil
 }
 
-func waitFor(timeout time.Duration, check func() error) error {
+// waitReady polls check until it succeeds, the timeout passes, or the
+// component's process has exited (a bad flag, a port in use: waiting on
+// would only waste the timeout).
+func waitReady(state, name string, timeout time.Duration, check func() error) error {
 	deadline := time.Now().Add(timeout)
 	var err error
 	for time.Now().Before(deadline) {
 		if err = check(); err == nil {
 			return nil
+		}
+		if !alive(state, name) {
+			return fmt.Errorf("%s exited: %v", name, err)
 		}
 		time.Sleep(250 * time.Millisecond)
 	}
@@ -539,4 +735,87 @@ func tail(path string, lines int) {
 	for _, l := range all {
 		fmt.Fprintln(os.Stderr, "  "+l)
 	}
+}
+
+// blkioRoot is where cgroup v1 mounts its blkio controller.
+const blkioRoot = "/sys/fs/cgroup/blkio"
+
+// cgroupRecord names the file holding the cgroup throttleWrites made for a
+// component, so that down (or a later call) can remove it.
+func cgroupRecord(state, name string) string {
+	return filepath.Join(state, "run", name+".cgroup")
+}
+
+// throttleWrites moves a running component into a cgroup of its own whose
+// blkio throttle allows iops write operations per second on the disk that
+// holds the state directory (iops 0: back to the root group, the cgroup
+// removed). A slow disk for real: etcd's fsyncs queue in the kernel. Only
+// synchronous writes are throttled (cgroup v1 does not attribute page-cache
+// writeback), so etcd must run with --unsafe-no-fsync=false. Needs root and
+// the cgroup v1 blkio controller; says so when either is missing.
+func throttleWrites(state, name string, iops int) error {
+	pid, ok := ourProcess(state, name)
+	if !ok {
+		return fmt.Errorf("%s is not running", name)
+	}
+	if _, err := os.Stat(filepath.Join(blkioRoot, "blkio.throttle.write_iops_device")); err != nil {
+		return fmt.Errorf("throttling writes needs the cgroup v1 blkio controller at %s (cgroup v2 io.max is not supported): %w", blkioRoot, err)
+	}
+	group := filepath.Join(blkioRoot, "kubesweep-testenv-"+filepath.Base(state)+"-"+name)
+	record := cgroupRecord(state, name)
+	if iops == 0 {
+		if err := os.WriteFile(filepath.Join(blkioRoot, "cgroup.procs"), []byte(strconv.Itoa(pid)), 0o644); err != nil {
+			return fmt.Errorf("moving %s back to the root cgroup: %w", name, err)
+		}
+		if err := os.Remove(group); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+		_ = os.Remove(record)
+		logf("%s writes no longer throttled", name)
+		return nil
+	}
+	device, err := diskOf(state)
+	if err != nil {
+		return err
+	}
+	if err := os.Mkdir(group, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
+		return fmt.Errorf("creating cgroup %s (root needed): %w", group, err)
+	}
+	if err := os.WriteFile(record, []byte(group), 0o600); err != nil {
+		return err
+	}
+	limit := fmt.Sprintf("%s %d", device, iops)
+	if err := os.WriteFile(filepath.Join(group, "blkio.throttle.write_iops_device"), []byte(limit), 0o644); err != nil {
+		return fmt.Errorf("setting %q in %s: %w", limit, group, err)
+	}
+	if err := os.WriteFile(filepath.Join(group, "cgroup.procs"), []byte(strconv.Itoa(pid)), 0o644); err != nil {
+		return fmt.Errorf("moving %s (pid %d) into %s: %w", name, pid, group, err)
+	}
+	logf("%s (pid %d) limited to %d write operations per second on disk %s", name, pid, iops, device)
+	return nil
+}
+
+// diskOf returns "major:minor" of the whole disk holding path: blkio
+// throttles disks, not partitions, and has nothing to throttle on a
+// filesystem without one (tmpfs, overlay).
+func diskOf(path string) (string, error) {
+	var st syscall.Stat_t
+	if err := syscall.Stat(path, &st); err != nil {
+		return "", err
+	}
+	dev := uint64(st.Dev)
+	major := (dev>>8)&0xfff | (dev>>32)&^uint64(0xfff)
+	minor := dev&0xff | (dev>>12)&^uint64(0xff)
+	sys, err := filepath.EvalSymlinks(fmt.Sprintf("/sys/dev/block/%d:%d", major, minor))
+	if err != nil {
+		return "", fmt.Errorf("%s is not on a block device (device %d:%d): nothing to throttle", path, major, minor)
+	}
+	if _, err := os.Stat(filepath.Join(sys, "partition")); err == nil {
+		sys = filepath.Dir(sys)
+	}
+	whole, err := os.ReadFile(filepath.Join(sys, "dev"))
+	if err != nil {
+		return "", err
+	}
+	return strings.TrimSpace(string(whole)), nil
 }
