@@ -214,18 +214,13 @@ async fn restart_controllers(cluster: &Cluster, running: &[RunningController], a
     );
     let failed = kubesweep::preflight::restore_controllers(&cluster.client, running).await;
     for c in running {
-        let error = failed.iter().find(|(f, _)| f.uid == c.uid).map(|(_, e)| e);
-        audit.record(serde_json::json!({
-            "phase": "stop-controllers",
-            "apiVersion": "apps/v1",
-            "kind": "Deployment",
-            "namespace": c.namespace,
-            "name": c.name,
-            "uid": c.uid,
-            "operation": {"type": "scaleBack", "replicas": c.replicas},
-            "reason": "the run did not end clean; the controllers --stop-controllers stopped run again",
-            "result": if error.is_some() { "failed" } else { "done" },
-        }));
+        record_controller(
+            audit,
+            c,
+            serde_json::json!({"type": "scaleBack", "replicas": c.replicas}),
+            "the run did not end clean; the controllers --stop-controllers stopped run again",
+            failed.iter().any(|(f, _)| f.uid == c.uid),
+        );
     }
     for (c, why) in &failed {
         eprintln!(
@@ -349,17 +344,13 @@ async fn stop_controllers(
     let timeout = std::time::Duration::from_secs(flags.wait_timeout_secs);
     let report = kubesweep::preflight::stop_controllers(&cluster.client, running, timeout).await;
     for c in running {
-        audit.record(serde_json::json!({
-            "phase": "stop-controllers",
-            "apiVersion": "apps/v1",
-            "kind": "Deployment",
-            "namespace": c.namespace,
-            "name": c.name,
-            "uid": c.uid,
-            "operation": {"type": "scaleToZero", "replicasBefore": c.replicas},
-            "reason": "platform controller running outside a release the plan removes (--stop-controllers)",
-            "result": if report.not_stopped.iter().any(|(n, _)| n.contains(&c.name)) { "failed" } else { "done" },
-        }));
+        record_controller(
+            audit,
+            c,
+            serde_json::json!({"type": "scaleToZero", "replicasBefore": c.replicas}),
+            "platform controller running outside a release the plan removes (--stop-controllers)",
+            report.not_stopped.iter().any(|(n, _)| n.contains(&c.name)),
+        );
     }
     if report.all_stopped() {
         Ok(())
@@ -585,6 +576,27 @@ fn changed_during(
         let _ = writeln!(out, "  {t}: {what}, by {}", who.join(", "));
     }
     out
+}
+
+/// The audit line of one write to a controller Deployment's replica count.
+fn record_controller(
+    audit: &Audit<'_>,
+    c: &RunningController,
+    operation: serde_json::Value,
+    reason: &str,
+    failed: bool,
+) {
+    audit.record(serde_json::json!({
+        "phase": "stop-controllers",
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "namespace": c.namespace,
+        "name": c.name,
+        "uid": c.uid,
+        "operation": operation,
+        "reason": reason,
+        "result": if failed { "failed" } else { "done" },
+    }));
 }
 
 #[cfg(test)]
