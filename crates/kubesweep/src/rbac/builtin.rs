@@ -166,3 +166,9 @@ pub fn find(group: &str, plural: &str) -> Option<&'static BuiltinType> {
         .iter()
         .find(|b| b.group == group && b.plural == plural)
 }
+
+/// Whether a served type can be listed: every type but Kubernetes'
+/// create-only ones (types the table does not know are assumed listable).
+pub fn is_listable(group: &str, plural: &str) -> bool {
+    find(group, plural).is_none_or(|b| b.listable)
+}
