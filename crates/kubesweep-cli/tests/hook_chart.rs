@@ -78,6 +78,10 @@ fn the_chart_keeps_the_generated_role_byte_for_byte() {
         out.stdout == kept,
         "deploy/helm/kubesweep-hook/files/clusterrole.yaml differs from `kubesweep profiles rbac kubesphere`; regenerate it"
     );
+    let unknown = kubesweep(&["profiles", "rbac", "nope"]);
+    assert_eq!(unknown.status.code(), Some(2), "{}", explain(&unknown));
+    assert_eq!(stderr(&unknown).lines().count(), 1, "{}", explain(&unknown));
+    assert!(stderr(&unknown).contains("nope"), "{}", explain(&unknown));
 }
 
 #[test]
@@ -716,10 +720,12 @@ async fn the_generated_role_is_sufficient_and_every_verb_of_every_rule_is_needed
     reset(&admin, &footprint).await;
 }
 
-/// Deleting RBAC objects needs `delete` only; the API server checks
-/// `escalate` and `bind` when a ClusterRole's rules or a binding's role are
-/// written, except when only the fields the garbage collector uses change
-/// (finalizers, owner references). A label is not such a field.
+/// Deleting RBAC objects needs `delete` only, removing their finalizers
+/// `patch` only: the API server checks `escalate` (roles) and `bind`
+/// (bindings) on every write except when only the fields the garbage
+/// collector uses change (finalizers, owner references). A label is not
+/// such a field: stripping one from a role granting more than the caller
+/// holds is refused.
 #[tokio::test]
 async fn removing_a_finalizer_from_rbac_objects_needs_no_escalate_or_bind() {
     let _lock = cluster_lock();

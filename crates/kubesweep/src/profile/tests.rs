@@ -139,6 +139,10 @@ fn semantic_errors_name_the_field() {
             "namespaces.delete[0]",
         ),
         (
+            "name: demo\ndomains: [example.io]\napiGroups: [a.example.io, notexample.io]\ncrds: {}\nnamespaces: {}\n",
+            "apiGroups[1]",
+        ),
+        (
             "name: demo\ndomains: [example.io]\ncrds: {shared: [{name: a.b.io, group: b.io}]}\nnamespaces: {}\n",
             "crds.shared[0]",
         ),

@@ -27,10 +27,15 @@
 //!
 //! Never granted: `create`, `update` (but `namespaces/finalize`), `watch`,
 //! `deletecollection`, `escalate`, `bind`, `impersonate`, `*` on any
-//! Kubernetes group. Deleting RBAC objects needs only `delete`; removing a
-//! finalizer or label from a ClusterRole or binding is a `patch` the API
-//! server does not treat as an escalation (escalate/bind are checked only
-//! when the rules or the roleRef change).
+//! Kubernetes group. Deleting RBAC objects needs only `delete`, and removing
+//! finalizers or owner references needs only `patch`: the API server skips
+//! its escalation check when only those garbage-collector fields change.
+//! A label or annotation change is checked (observed on kube-apiserver
+//! 1.37, test `hook_chart`): on a role granting more than the caller holds
+//! it needs `escalate`, on a binding `bind`. Those are not granted, so the
+//! metadata strip of a kept Role or RoleBinding that grants more than this
+//! role is refused (403) and the run stops at that request (exit 4); such
+//! objects are rare (platform labels on a user's RBAC) and are cleaned by hand.
 //!
 //! A platform API group missing from `apiGroups`, a foreign CRD or an
 //! aggregated API is not granted: preflight asks the API server about every
