@@ -37,6 +37,10 @@
 //! role is refused (403) and the run stops at that request (exit 4); such
 //! objects are rare (platform labels on a user's RBAC) and are cleaned by hand.
 //!
+//! A shared CRD group is a domain in the profile (`kubefed.io` covers
+//! `types.kubefed.io`); the role can only name the group itself, so types
+//! of its sub-groups are among those preflight names.
+//!
 //! A platform API group missing from `apiGroups`, a foreign CRD or an
 //! aggregated API is not granted: preflight asks the API server about every
 //! type discovery lists and every change the plan makes, and names each
