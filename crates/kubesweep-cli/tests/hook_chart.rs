@@ -229,6 +229,11 @@ fn the_chart_lints_and_renders_hooks_that_never_outlive_the_hook() {
         args.windows(2)
             .any(|w| w == ["--backup-dir", "/tmp/kubesweep-backups"])
     );
+    // The binary accepts them: without a cluster it stops at the connection
+    // (exit 3), not at the command line (exit 2).
+    let dir = tempfile::tempdir().expect("tempdir");
+    let parsed = kubesweep_as(&args, &dir.path().join("no-such-kubeconfig"));
+    assert_eq!(parsed.status.code(), Some(3), "{}", explain(&parsed));
 
     // Values reach the objects.
     let docs = render(&[
