@@ -450,6 +450,11 @@ const FIXTURE_FOREIGN_GROUPS: [&str; 3] = [
     "notkubesphere.io",
 ];
 
+/// Why a namespaced Kubernetes type keeps `delete` though the fixture's
+/// plan deletes no object of it (its kept objects exercise `get` and `patch`).
+const RELEASE_OBJECT: &str = "an object of this type in a platform Helm release is deleted; \
+    the fixture's releases hold none";
+
 /// Why a namespaced Kubernetes type keeps `get`, `patch` and `delete` though
 /// the fixture holds no platform object of it.
 const ANY_NAMESPACED: &str = "a kept object of this type carrying platform metadata is read and patched, \
@@ -466,19 +471,13 @@ const NOT_EXERCISED_BY_THE_FIXTURE: &[(&str, &str, &[&str], &str)] = &[
         &["patch"],
         "disabling the conversion webhook of a platform CRD; the fixture's CRDs convert nothing",
     ),
-    ("apps", "controllerrevisions", &["patch"], ANY_NAMESPACED),
     (
         "autoscaling",
         "horizontalpodautoscalers",
-        &["delete", "get", "patch"],
-        ANY_NAMESPACED,
+        &["delete"],
+        RELEASE_OBJECT,
     ),
-    (
-        "batch",
-        "cronjobs",
-        &["delete", "get", "patch"],
-        ANY_NAMESPACED,
-    ),
+    ("batch", "cronjobs", &["delete"], RELEASE_OBJECT),
     (
         "certificates.k8s.io",
         "podcertificaterequests",
@@ -488,20 +487,14 @@ const NOT_EXERCISED_BY_THE_FIXTURE: &[(&str, &str, &[&str], &str)] = &[
     (
         "networking.k8s.io",
         "ingresses",
-        &["delete", "get", "patch"],
-        ANY_NAMESPACED,
+        &["delete"],
+        RELEASE_OBJECT,
     ),
     (
         "policy",
         "poddisruptionbudgets",
-        &["delete", "get", "patch"],
-        ANY_NAMESPACED,
-    ),
-    (
-        "rbac.authorization.k8s.io",
-        "rolebindings",
-        &["patch"],
-        ANY_NAMESPACED,
+        &["delete"],
+        RELEASE_OBJECT,
     ),
     (
         "resource.k8s.io",
@@ -512,8 +505,8 @@ const NOT_EXERCISED_BY_THE_FIXTURE: &[(&str, &str, &[&str], &str)] = &[
     (
         "storage.k8s.io",
         "csistoragecapacities",
-        &["delete", "get", "patch"],
-        ANY_NAMESPACED,
+        &["delete"],
+        RELEASE_OBJECT,
     ),
     (
         "app.k8s.io",
@@ -605,11 +598,122 @@ async fn probe(
     }
 }
 
+/// Objects of several Kubernetes types, in a namespace the plan keeps, each
+/// carrying a platform annotation (`kubesphere.io/creator`, which the profile
+/// strips from every kept object): the plan reads and patches each, so the
+/// `get` and `patch` verbs of their rules are exercised. The RoleBinding
+/// refers to a Role granting only what the hook's role holds, so stripping
+/// its annotation needs no `bind`. Returns (apiVersion, plural, kind) of each.
+async fn seed_kept_objects(admin: &Client, namespace: &str) -> Vec<(String, String, String)> {
+    let annotations = json!({"kubesphere.io/creator": "admin"});
+    let pod = json!({"containers": [{"name": "c", "image": "example.invalid/none"}], "restartPolicy": "Never"});
+    let objects = [
+        (
+            "batch/v1",
+            "CronJob",
+            "cronjobs",
+            json!({"spec": {"schedule": "0 0 1 1 *", "suspend": true,
+            "jobTemplate": {"spec": {"template": {"spec": pod}}}}}),
+        ),
+        (
+            "networking.k8s.io/v1",
+            "Ingress",
+            "ingresses",
+            json!({"spec": {"defaultBackend":
+            {"service": {"name": "none", "port": {"number": 80}}}}}),
+        ),
+        (
+            "policy/v1",
+            "PodDisruptionBudget",
+            "poddisruptionbudgets",
+            json!({"spec": {"maxUnavailable": 1,
+            "selector": {"matchLabels": {"app": "none"}}}}),
+        ),
+        (
+            "autoscaling/v2",
+            "HorizontalPodAutoscaler",
+            "horizontalpodautoscalers",
+            json!({"spec": {"maxReplicas": 1,
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "none"}}}),
+        ),
+        (
+            "storage.k8s.io/v1",
+            "CSIStorageCapacity",
+            "csistoragecapacities",
+            json!({"storageClassName": "none"}),
+        ),
+        (
+            "apps/v1",
+            "ControllerRevision",
+            "controllerrevisions",
+            json!({"revision": 1, "data": {}}),
+        ),
+        (
+            "rbac.authorization.k8s.io/v1",
+            "Role",
+            "roles",
+            json!({"rules": [{"apiGroups": [""],
+            "resources": ["configmaps"], "verbs": ["get"]}]}),
+        ),
+        (
+            "rbac.authorization.k8s.io/v1",
+            "RoleBinding",
+            "rolebindings",
+            json!({
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": KEPT_NAME},
+            "subjects": [{"kind": "User", "name": "nobody-real"}]}),
+        ),
+    ];
+    let mut out = Vec::new();
+    for (api_version, kind, plural, mut body) in objects {
+        body["apiVersion"] = json!(api_version);
+        body["kind"] = json!(kind);
+        body["metadata"] =
+            json!({"name": KEPT_NAME, "namespace": namespace, "annotations": annotations});
+        let object: kube::api::DynamicObject = serde_json::from_value(body).expect("object");
+        let api = dynamic(admin, namespace, api_version, kind, plural);
+        // A leftover of an interrupted run is replaced.
+        let _ = api.delete(KEPT_NAME, &DeleteParams::default()).await;
+        api.create(&PostParams::default(), &object)
+            .await
+            .unwrap_or_else(|e| panic!("create {kind}: {e}"));
+        out.push((api_version.to_owned(), plural.to_owned(), kind.to_owned()));
+    }
+    out
+}
+
+/// Name of the kept objects [`seed_kept_objects`] makes.
+const KEPT_NAME: &str = "kept-by-hook-test";
+
+fn dynamic(
+    admin: &Client,
+    namespace: &str,
+    api_version: &str,
+    kind: &str,
+    plural: &str,
+) -> Api<kube::api::DynamicObject> {
+    let (group, version) = api_version.split_once('/').expect("group/version");
+    let resource = kube::api::ApiResource {
+        group: group.into(),
+        version: version.into(),
+        api_version: api_version.into(),
+        kind: kind.into(),
+        plural: plural.into(),
+    };
+    Api::namespaced_with(admin.clone(), namespace, &resource)
+}
+
 #[tokio::test]
 async fn the_generated_role_is_sufficient_and_every_verb_of_every_rule_is_needed() {
     let _lock = cluster_lock();
     let admin = shared_client().await;
     let footprint = seeded(&admin).await;
+    let kept_namespace = footprint
+        .user_namespaces()
+        .first()
+        .map(|n| n.to_string())
+        .expect("a user namespace");
+    let kept = seed_kept_objects(&admin, &kept_namespace).await;
 
     let extra: Vec<Value> = FIXTURE_FOREIGN_GROUPS
         .iter()
@@ -717,6 +821,16 @@ async fn the_generated_role_is_sufficient_and_every_verb_of_every_rule_is_needed
     assert_verdict_clean(&admin, &footprint, &before).await;
     let verify = kubesweep_as(&["verify"], &account.kubeconfig);
     assert_eq!(verify.status.code(), Some(0), "{}", explain(&verify));
+    for (api_version, plural, kind) in &kept {
+        let object = dynamic(&admin, &kept_namespace, api_version, kind, plural)
+            .get(KEPT_NAME)
+            .await
+            .unwrap_or_else(|e| panic!("the kept {kind} is gone: {e}"));
+        assert!(
+            !object.annotations().contains_key("kubesphere.io/creator"),
+            "the kept {kind} still carries the platform annotation"
+        );
+    }
 
     account.delete(&admin).await;
     for other in accounts {
