@@ -140,6 +140,7 @@ impl PlanFlags {
             keep_namespaces: self.keep_namespaces.clone(),
             keep_extensions: self.keep_extensions,
             keep_data: self.keep_data,
+            leave_uninstalling_records: false,
         }
     }
 }
@@ -180,6 +181,20 @@ pub struct ApplyFlags {
         default_value_t = 60
     )]
     pub api_outage_timeout_secs: u64,
+    /// Run as a Helm post-delete hook Job: in-cluster configuration only
+    /// (the pod's service account), no prompt (implies --yes), JSON log
+    /// lines on stderr, a summary in the termination message file, and the
+    /// records of the release Helm is uninstalling left for Helm to purge.
+    #[arg(long, conflicts_with_all = ["kubeconfig", "context", "plan_file"])]
+    pub hook: bool,
+    /// Where --hook writes its summary (at most 4096 bytes, the kubelet's limit).
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "KUBESWEEP_TERMINATION_MESSAGE_PATH",
+        default_value = "/dev/termination-log"
+    )]
+    pub termination_message_path: PathBuf,
     #[command(flatten)]
     pub backup: BackupFlags,
 }

@@ -87,7 +87,10 @@ pub async fn before_apply(
     flags: &BackupFlags,
 ) -> Result<Option<WrittenBackup>, CliError> {
     if flags.no_backup {
-        eprintln!("backup: skipped (--no-backup); there will be nothing to restore from");
+        crate::hook::status_line(
+            "backup: skipped (--no-backup); there will be nothing to restore from",
+        );
+        crate::hook::summarise("backup: none (--no-backup)");
         return Ok(None);
     }
     let recipients = recipients(&flags.encrypt_to)?;
@@ -113,7 +116,7 @@ async fn write(
                 format!("backup failed, nothing was changed: {}", session::chain(&e)),
             )
         })?;
-    eprintln!(
+    crate::hook::status_line(format!(
         "backup: {} objects, {} bytes{}, written and verified in {:.2}s: {} (sha256 {})",
         written.objects,
         written.size,
@@ -125,7 +128,7 @@ async fn write(
         start.elapsed().as_secs_f64(),
         written.path.display(),
         written.sha256
-    );
+    ));
     Ok(written)
 }
 
