@@ -102,17 +102,10 @@ pub async fn run(
         .before_changes(still_confirmed(&cluster, &profile, &plan, &options))
         .await?;
 
-    if let Some(b) = &backup {
-        hook::summarise(format!(
-            "backup: {} ({}, sha256 {}) in the pod's filesystem: it does not survive the pod; no copy is kept in the cluster",
-            b.path.display(),
-            if b.encrypted {
-                "age-encrypted"
-            } else {
-                "not encrypted"
-            },
-            b.sha256
-        ));
+    if flags.hook
+        && let Some(b) = &backup
+    {
+        backup_cmd::keep_in_cluster(&cluster, b).await?;
     }
     // Hook mode: the namespaces holding the records Helm purges are not
     // waited for; they go after this process, once Helm has purged them.
@@ -404,6 +397,9 @@ async fn preflight(
     let mut required = kubesweep::preflight::required_permissions(plan);
     if flags.hook {
         required.extend(held_records(plan).iter().flat_map(handover_permissions));
+        if !flags.backup.no_backup && !flags.backup.encrypt_to.is_empty() {
+            required.extend(stored_backup_permissions());
+        }
     }
     let missing = kubesweep::preflight::missing_permissions(&cluster.client, &required)
         .await
@@ -485,6 +481,25 @@ fn handover_permissions(held: &HeldRecords) -> Vec<kubesweep::preflight::Permiss
             Some(&held.namespace),
         ),
     ]
+}
+
+/// What keeping the encrypted backup in the cluster needs.
+fn stored_backup_permissions() -> Vec<kubesweep::preflight::Permission> {
+    let namespace = kubesweep::backup::stored::BACKUP_NAMESPACE;
+    [
+        ("create", "namespaces", None),
+        ("create", "secrets", Some(namespace)),
+        ("list", "secrets", Some(namespace)),
+    ]
+    .into_iter()
+    .map(|(verb, resource, ns)| kubesweep::preflight::Permission {
+        verb: verb.into(),
+        group: String::new(),
+        resource: resource.into(),
+        subresource: None,
+        namespace: ns.map(str::to_owned),
+    })
+    .collect()
 }
 
 fn controller_names(running: &[RunningController]) -> Vec<String> {

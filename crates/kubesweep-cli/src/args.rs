@@ -208,8 +208,15 @@ pub struct BackupFlags {
     /// Skip the backup (nothing to restore from afterwards).
     #[arg(long, conflicts_with = "backup_dir")]
     pub no_backup: bool,
-    /// Encrypt the backup to this age recipient (age1...). Repeatable.
-    #[arg(long, value_name = "RECIPIENT", conflicts_with = "no_backup")]
+    /// Encrypt the backup to this age recipient (age1...). Repeatable. With
+    /// --hook, the encrypted archive is also kept in the cluster (namespace
+    /// kubesweep-backups; `kubesweep backup fetch RUN`).
+    #[arg(
+        long,
+        value_name = "RECIPIENT",
+        conflicts_with = "no_backup",
+        env = "KUBESWEEP_BACKUP_RECIPIENT"
+    )]
     pub encrypt_to: Vec<String>,
 }
 
@@ -353,6 +360,15 @@ pub enum BackupAction {
         /// Output format.
         #[arg(short = 'o', long = "output", value_enum, default_value = "text")]
         output: Format,
+    },
+    /// Fetch an encrypted archive `apply --hook` kept in the cluster
+    /// (namespace kubesweep-backups), reassemble it and check its sha256.
+    Fetch {
+        /// The run, as the hook's summary names it (e.g. 20261130t081514z-a8c11f68).
+        run: String,
+        /// File to write (must not exist; mode 0600).
+        #[arg(short = 'o', long = "output", value_name = "FILE")]
+        output: PathBuf,
     },
 }
 

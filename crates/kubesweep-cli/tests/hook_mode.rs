@@ -180,6 +180,9 @@ async fn hook_role(name: &str, with_handover: bool) -> ClusterRole {
                 "create",
             ),
             ("", "secrets", "deletecollection"),
+            // Keeping the encrypted backup in kubesweep-backups.
+            ("", "namespaces", "create"),
+            ("", "secrets", "create"),
         ] {
             writes.insert((group.into(), resource.into(), verb.into()));
         }
@@ -356,6 +359,12 @@ impl Drop for PurgeOnPanic {
                 for r in &records {
                     let _ = secrets.delete(r, &DeleteParams::default()).await;
                 }
+                let _ = Api::<Namespace>::all(shared_client().await)
+                    .delete(
+                        kubesweep::backup::stored::BACKUP_NAMESPACE,
+                        &DeleteParams::default(),
+                    )
+                    .await;
             });
         })
         .join();
@@ -441,12 +450,25 @@ async fn hook_mode_leaves_helm_its_records_and_kubesphere_system_goes_after_the_
     assert!(
         summary.starts_with("kubesweep hook: FAILED (exit 1)")
             && summary.contains(" leftover(s)")
-            && summary.contains(&format!("left: namespaces/{HELD_NS} (delete)")),
+            && summary.contains(&format!("left: namespaces/{HELD_NS} (delete)"))
+            && summary.contains("backup: NOT kept:"),
         "{summary}"
     );
 
     // 3. Its owner removes the finalizer; the hook runs again and succeeds.
+    // This time with a backup recipient (the chart's backup.recipient).
     set_keep(&client, false).await;
+    let identity = age::x25519::Identity::generate();
+    let key = dir.path().join("key.txt");
+    {
+        use age::secrecy::ExposeSecret;
+        std::fs::write(&key, format!("{}\n", identity.to_string().expose_secret())).expect("key");
+    }
+    let mut env = env;
+    env.push((
+        "KUBESWEEP_BACKUP_RECIPIENT".into(),
+        identity.to_public().to_string(),
+    ));
     let (out, summary) = run_hook(&env, dir.path(), &[]);
     assert_eq!(out.status.code(), Some(0), "{}", explain(&out));
     assert!(
@@ -455,12 +477,12 @@ async fn hook_mode_leaves_helm_its_records_and_kubesphere_system_goes_after_the_
         explain(&out)
     );
     assert_json_lines(&out);
+    eprintln!("termination message of the successful run:\n{summary}");
     assert!(summary.len() <= 4096);
     assert!(
         summary.starts_with("kubesweep hook: success (exit 0)\n")
             && summary.contains("verify: clean")
-            && summary.contains("backup: ")
-            && summary.contains("it does not survive the pod")
+            && summary.contains("backup: kept in the cluster, age-encrypted")
             && summary.contains(&format!(
                 "namespace {PLATFORM_NS} is Terminating and holds only what Helm purges"
             )),
@@ -526,6 +548,10 @@ async fn hook_mode_leaves_helm_its_records_and_kubesphere_system_goes_after_the_
     );
     // Nothing foreign changed.
     assert_verdict_clean(&client, &footprint, &before).await;
+    // The backup outlives the pod: fetched by its run id, only as ciphertext,
+    // and it verifies with the identity and the sha256 the summary gives.
+    let fetched = fetch_backup(&summary, dir.path(), &key, &client).await;
+    eprintln!("fetched and verified {fetched}");
 
     // 4. Helm's purge: each record deleted by name (not the namespace
     // controller's identity, not a collection delete).
@@ -576,5 +602,82 @@ async fn hook_mode_leaves_helm_its_records_and_kubesphere_system_goes_after_the_
     assert_eq!(uid(&namespaces, &hook.namespace).await, hook_uids.0);
 
     remove_hook(&client, &hook).await;
+    let _ = namespaces
+        .delete(
+            kubesweep::backup::stored::BACKUP_NAMESPACE,
+            &DeleteParams::default(),
+        )
+        .await;
     reset(&client, &footprint).await;
+}
+
+/// `kubesweep backup fetch RUN` as the admin, then `backup inspect` with the
+/// identity and the sha256 from the summary; the stored Secrets hold only
+/// age ciphertext.
+async fn fetch_backup(summary: &str, dir: &Path, key: &Path, client: &Client) -> String {
+    let line = summary
+        .lines()
+        .find(|l| l.starts_with("backup: kept in the cluster"))
+        .expect("backup line");
+    let sha = line
+        .split("sha256 ")
+        .nth(1)
+        .and_then(|r| r.split(':').next())
+        .expect("sha256")
+        .to_owned();
+    let run = line
+        .split("backup fetch ")
+        .nth(1)
+        .and_then(|r| r.split(' ').next())
+        .expect("run")
+        .to_owned();
+    let stored: Api<Secret> =
+        Api::namespaced(client.clone(), kubesweep::backup::stored::BACKUP_NAMESPACE);
+    let chunks = stored
+        .list(&kube::api::ListParams::default().labels(&format!("kubesweep.io/backup-run={run}")))
+        .await
+        .expect("list")
+        .items;
+    assert!(!chunks.is_empty());
+    let first = chunks
+        .iter()
+        .find(|s| s.name_any().ends_with("-000"))
+        .expect("first chunk");
+    assert!(
+        first.data.as_ref().expect("data")["chunk"]
+            .0
+            .starts_with(b"age-encryption.org/v1"),
+        "stored in clear text"
+    );
+    let file = dir.join("fetched.tar.gz.age");
+    let out = kubesweep(&["backup", "fetch", &run, "-o", utf8(&file)]);
+    assert_eq!(out.status.code(), Some(0), "{}", explain(&out));
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&file)
+            .expect("fetched")
+            .permissions()
+            .mode()
+            & 0o777,
+        0o600
+    );
+    let out = kubesweep(&[
+        "backup",
+        "inspect",
+        utf8(&file),
+        "--identity",
+        utf8(key),
+        "--sha256",
+        &sha,
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", explain(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("Secret"),
+        "{}",
+        explain(&out)
+    );
+    // A second fetch never overwrites.
+    let again = kubesweep(&["backup", "fetch", &run, "-o", utf8(&file)]);
+    assert_eq!(again.status.code(), Some(8), "{}", explain(&again));
+    format!("run {run} ({} chunk(s), sha256 {sha})", chunks.len())
 }
