@@ -65,7 +65,7 @@ pub async fn run(
     let cluster = session::connect_as(cluster_args, flags.hook).await?;
     let inventory = kubesweep::discover::discover(&cluster.client, &profile, &cluster.identity)
         .await
-        .map_err(|e| CliError::new(Exit::Cluster, session::chain(&e)))?;
+        .map_err(plan_cmd::discover_error)?;
     let plan = match saved {
         Some(plan) => {
             kubesweep::staleness::check_plan(&plan, &cluster.identity, &inventory)
@@ -84,7 +84,7 @@ pub async fn run(
         return finish_with_verify(&cluster, &profile, &options, None, &[]).await;
     }
 
-    let running = preflight(&cluster, &profile, &plan, flags).await?;
+    let running = preflight(&cluster, &profile, &inventory, &plan, flags).await?;
     confirm(&cluster, &plan, flags)?;
     // Nothing is mutated before the backup is written and verified, not even
     // the controllers' replica counts. An interrupt drops the backup whole
@@ -391,10 +391,11 @@ async fn restart_controllers(cluster: &Cluster, running: &[RunningController], a
 async fn preflight(
     cluster: &Cluster,
     profile: &Profile,
+    inventory: &kubesweep::inventory::Inventory,
     plan: &Plan,
     flags: &ApplyFlags,
 ) -> Result<Vec<RunningController>, CliError> {
-    let mut required = kubesweep::preflight::required_permissions(plan);
+    let mut required = kubesweep::preflight::run_permissions(profile, inventory, plan);
     if flags.hook {
         required.extend(held_records(plan).iter().flat_map(handover_permissions));
         if !flags.backup.no_backup && !flags.backup.encrypt_to.is_empty() {
@@ -448,9 +449,10 @@ async fn preflight(
     Ok(running)
 }
 
-/// What the hand-over to Helm needs besides the plan: creating the policy
-/// and its binding, and the dry-run collection delete that proves it is
-/// enforced.
+/// What the hand-over to Helm needs besides the plan: creating (and on a
+/// re-run reading) the policy and its binding, and the dry-run collection
+/// delete that proves it is enforced. Not in `kubesweep profiles rbac`'s
+/// role, which has no `create`: the chart adds them in hook mode.
 fn handover_permissions(held: &HeldRecords) -> Vec<kubesweep::preflight::Permission> {
     let permission = |verb: &str, group: &str, resource: &str, namespace: Option<&str>| {
         kubesweep::preflight::Permission {
@@ -461,26 +463,28 @@ fn handover_permissions(held: &HeldRecords) -> Vec<kubesweep::preflight::Permiss
             namespace: namespace.map(str::to_owned),
         }
     };
-    vec![
-        permission(
-            "create",
-            "admissionregistration.k8s.io",
-            "validatingadmissionpolicies",
-            None,
-        ),
-        permission(
-            "create",
-            "admissionregistration.k8s.io",
-            "validatingadmissionpolicybindings",
-            None,
-        ),
-        permission(
-            "deletecollection",
-            "",
-            &held.resource,
-            Some(&held.namespace),
-        ),
-    ]
+    let mut out = Vec::new();
+    for resource in [
+        "validatingadmissionpolicies",
+        "validatingadmissionpolicybindings",
+    ] {
+        // `get` reads them back when a re-run finds them created.
+        for verb in ["create", "get"] {
+            out.push(permission(
+                verb,
+                "admissionregistration.k8s.io",
+                resource,
+                None,
+            ));
+        }
+    }
+    out.push(permission(
+        "deletecollection",
+        "",
+        &held.resource,
+        Some(&held.namespace),
+    ));
+    out
 }
 
 /// What keeping the encrypted backup in the cluster needs.

@@ -137,60 +137,38 @@ async fn hook_objects(client: &Client, with_handover: bool) -> Hook {
     hook
 }
 
-/// The rules of the hook's role, from the plan kubesweep makes now in hook
-/// mode (planned as the admin).
+/// The hook's role: `kubesweep profiles rbac kubesphere` (the chart's
+/// files/clusterrole.yaml), plus, `with_handover`, the rules hook mode adds:
+/// the policy that keeps the records from the namespace controller, and the
+/// encrypted backup kept in the cluster.
 async fn hook_role(name: &str, with_handover: bool) -> ClusterRole {
     let profile = kubesweep::profile::Profile::builtin("kubesphere").expect("profile");
-    let config = shared_config().await;
-    let server = config.cluster_url.to_string();
-    let sweep_client = kubesweep::cluster::client_from_config(config).expect("client");
-    let identity = kubesweep::cluster::identify(&sweep_client, &server, None)
-        .await
-        .expect("identity");
-    let inventory = kubesweep::discover::discover(&sweep_client, &profile, &identity)
-        .await
-        .expect("discover");
-    let options = kubesweep::plan::PlanOptions {
-        leave_uninstalling_records: true,
-        ..kubesweep::plan::PlanOptions::default()
-    };
-    let plan = kubesweep::plan::plan(&profile, &inventory, &options);
-    let mut rules: Vec<Value> = vec![
-        // Discovery reads every served type; reading is not what this test is about.
-        json!({"apiGroups": ["*"], "resources": ["*"], "verbs": ["get", "list"]}),
-    ];
-    let mut writes: std::collections::BTreeSet<(String, String, String)> = Default::default();
-    for p in kubesweep::preflight::required_permissions(&plan) {
-        let resource = match &p.subresource {
-            Some(sub) => format!("{}/{sub}", p.resource),
-            None => p.resource.clone(),
-        };
-        writes.insert((p.group, resource, p.verb));
-    }
+    let mut rules: Vec<Value> = kubesweep::rbac::rules(&profile)
+        .into_iter()
+        .map(|r| json!({"apiGroups": r.api_groups, "resources": r.resources, "verbs": r.verbs}))
+        .collect();
+    // The fixture's foreign CRDs, which discovery lists (the chart's
+    // rbac.extraRules for a cluster with such types).
+    rules.push(json!({
+        "apiGroups": ["acme.example.com", "kubesphere.io.example.com", "notkubesphere.io"],
+        "resources": ["*"],
+        "verbs": ["list"],
+    }));
     if with_handover {
-        for (group, resource, verb) in [
-            (
-                "admissionregistration.k8s.io",
-                "validatingadmissionpolicies",
-                "create",
-            ),
-            (
-                "admissionregistration.k8s.io",
-                "validatingadmissionpolicybindings",
-                "create",
-            ),
-            ("", "secrets", "deletecollection"),
-            // Keeping the encrypted backup in kubesweep-backups.
-            ("", "namespaces", "create"),
-            ("", "secrets", "create"),
-        ] {
-            writes.insert((group.into(), resource.into(), verb.into()));
-        }
-    }
-    for (group, resource, verb) in writes {
-        rules.push(json!({"apiGroups": [group], "resources": [resource], "verbs": [verb]}));
+        rules.extend(hook_mode_rules());
     }
     serde_json::from_value(json!({"metadata": {"name": name}, "rules": rules})).expect("role")
+}
+
+/// The rules hook mode needs beyond the generated role.
+fn hook_mode_rules() -> Vec<Value> {
+    vec![
+        json!({"apiGroups": ["admissionregistration.k8s.io"],
+               "resources": ["validatingadmissionpolicies", "validatingadmissionpolicybindings"],
+               "verbs": ["create", "get"]}),
+        json!({"apiGroups": [""], "resources": ["secrets"], "verbs": ["create", "deletecollection"]}),
+        json!({"apiGroups": [""], "resources": ["namespaces"], "verbs": ["create"]}),
+    ]
 }
 
 /// A pod's environment for the hook's ServiceAccount: token and CA files in
