@@ -150,9 +150,9 @@ impl Interrupt {
             let stage = self.lock().stage;
             match reaction(count, stage) {
                 Reaction::Stop => {
-                    eprintln!(
+                    crate::hook::say_error(
                         "kubesweep: interrupted: finishing the requests in flight, starting nothing new \
-                         (interrupt again to abort at once)"
+                         (interrupt again to abort at once)",
                     );
                     self.cancel.cancel();
                 }
@@ -173,17 +173,25 @@ impl Interrupt {
                 let _ = std::fs::remove_file(&file);
             }
         }
+        // Hook mode's termination message gets the same lines: exit()
+        // skips the one `main` writes.
+        let mut lines = Vec::new();
         if stage == Stage::ReadOnly {
-            eprintln!("kubesweep: interrupted; nothing was changed");
+            lines.push("interrupted; nothing was changed".to_owned());
         } else {
-            eprintln!(
-                "kubesweep: aborted; requests in flight may or may not have been applied. \
+            lines.push(
+                "aborted; requests in flight may or may not have been applied. \
                  Run `kubesweep apply` again to finish (it starts from what is left)"
+                    .to_owned(),
             );
             for hint in &state.undo_hints {
-                eprintln!("kubesweep: to undo --stop-controllers, run: {hint}");
+                lines.push(format!("to undo --stop-controllers, run: {hint}"));
             }
         }
+        for line in &lines {
+            crate::hook::say_error(format!("kubesweep: {line}"));
+        }
+        crate::hook::finish(Exit::Interrupted as u8, Some(&lines.join("; ")));
         std::process::exit(Exit::Interrupted as i32);
     }
 }

@@ -1385,3 +1385,46 @@ fn a_release_with_records_of_an_unknown_format_is_reported_and_never_touched() {
         );
     }
 }
+
+#[test]
+fn hook_mode_leaves_the_records_of_the_release_helm_is_uninstalling() {
+    let mut inventory = inventory_with_release(Vec::new());
+    inventory.helm.releases[0].status = "uninstalling".into();
+    let hook = PlanOptions {
+        leave_uninstalling_records: true,
+        ..PlanOptions::default()
+    };
+    let p = plan(&profile(), &inventory, &hook);
+    // Helm purges them after its post-delete hooks; its objects still go.
+    assert!(phase_names(&p, PhaseId::HelmRecords).is_empty());
+    assert!(!phase_names(&p, PhaseId::HelmReleases).is_empty());
+    let left: Vec<&crate::plan::Finding> = p
+        .findings
+        .iter()
+        .filter(|f| matches!(f, crate::plan::Finding::LeftForHelm { .. }))
+        .collect();
+    assert_eq!(
+        left,
+        [&crate::plan::Finding::LeftForHelm {
+            release: "capture-ns/capture".into(),
+            namespace: "capture-ns".into(),
+            resource: "secrets".into(),
+            records: vec![
+                "sh.helm.release.v1.capture.v1".into(),
+                "sh.helm.release.v1.capture.v2".into()
+            ],
+        }]
+    );
+    // Their namespace is never finalized over them.
+    assert!(
+        !phase_names(&p, PhaseId::NamespaceFinalize)
+            .iter()
+            .any(|n| n.ends_with("/capture-ns"))
+    );
+    // Outside hook mode, and for a release in any other state, they go.
+    let p = plan(&profile(), &inventory, &PlanOptions::default());
+    assert_eq!(phase_names(&p, PhaseId::HelmRecords).len(), 2);
+    inventory.helm.releases[0].status = "deployed".into();
+    let p = plan(&profile(), &inventory, &hook);
+    assert_eq!(phase_names(&p, PhaseId::HelmRecords).len(), 2);
+}
