@@ -61,7 +61,7 @@ pub async fn run(
     let cluster = session::connect(cluster_args).await?;
     let inventory = kubesweep::discover::discover(&cluster.client, &profile, &cluster.identity)
         .await
-        .map_err(|e| CliError::new(Exit::Cluster, session::chain(&e)))?;
+        .map_err(plan_cmd::discover_error)?;
     let plan = match saved {
         Some(plan) => {
             kubesweep::staleness::check_plan(&plan, &cluster.identity, &inventory)
@@ -79,7 +79,7 @@ pub async fn run(
         return finish_with_verify(&cluster, &profile, &options, None).await;
     }
 
-    let running = preflight(&cluster, &profile, &plan, flags).await?;
+    let running = preflight(&cluster, &profile, &inventory, &plan, flags).await?;
     confirm(&cluster, &plan, flags)?;
     // Nothing is mutated before the backup is written and verified, not even
     // the controllers' replica counts. An interrupt drops the backup whole
@@ -239,10 +239,11 @@ async fn restart_controllers(cluster: &Cluster, running: &[RunningController], a
 async fn preflight(
     cluster: &Cluster,
     profile: &Profile,
+    inventory: &kubesweep::inventory::Inventory,
     plan: &Plan,
     flags: &ApplyFlags,
 ) -> Result<Vec<RunningController>, CliError> {
-    let required = kubesweep::preflight::required_permissions(plan);
+    let required = kubesweep::preflight::run_permissions(profile, inventory, plan);
     let missing = kubesweep::preflight::missing_permissions(&cluster.client, &required)
         .await
         .map_err(|e| CliError::new(Exit::Cluster, session::chain(&e)))?;

@@ -349,6 +349,12 @@ pub enum ProfilesAction {
         /// Profile name.
         name: String,
     },
+    /// Print the least-privilege ClusterRole (YAML) a built-in profile needs
+    /// to plan, back up, apply and verify: what the Helm hook chart ships.
+    Rbac {
+        /// Profile name.
+        name: String,
+    },
 }
 
 impl Command {

@@ -47,8 +47,19 @@ pub async fn make_plan(
 ) -> Result<Plan, CliError> {
     let inventory = kubesweep::discover::discover(&cluster.client, profile, &cluster.identity)
         .await
-        .map_err(|e| CliError::new(Exit::Cluster, session::chain(&e)))?;
+        .map_err(discover_error)?;
     Ok(kubesweep::plan::plan(profile, &inventory, options))
+}
+
+/// Maps a failed discovery to its exit code: a refused read (403) is a
+/// missing permission (exit 4), anything else a cluster error.
+pub fn discover_error(e: kubesweep::discover::DiscoverError) -> CliError {
+    let exit = if e.is_forbidden() {
+        Exit::Forbidden
+    } else {
+        Exit::Cluster
+    };
+    CliError::new(exit, session::chain(&e))
 }
 
 /// Prints a plan in the chosen format on stdout.

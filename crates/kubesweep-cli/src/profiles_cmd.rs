@@ -1,4 +1,5 @@
-//! `kubesweep profiles`: list the built-in profiles or print one.
+//! `kubesweep profiles`: list the built-in profiles, print one, or print the
+//! least-privilege ClusterRole one needs (see `kubesweep::rbac`).
 
 use crate::args::ProfilesAction;
 use crate::exit::{CliError, Exit};
@@ -21,6 +22,11 @@ pub fn run(action: Option<ProfilesAction>) -> Result<Exit, CliError> {
                 CliError::new(Exit::Internal, format!("failed to render profile: {e}"))
             })?;
             print!("{yaml}");
+        }
+        Some(ProfilesAction::Rbac { name }) => {
+            let profile = Profile::builtin(&name)
+                .map_err(|e| CliError::new(Exit::Usage, crate::session::chain(&e)))?;
+            print!("{}", kubesweep::rbac::render_cluster_role(&profile));
         }
     }
     Ok(Exit::Ok)

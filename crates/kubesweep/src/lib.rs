@@ -16,6 +16,7 @@ pub mod inventory;
 pub mod plan;
 pub mod preflight;
 pub mod profile;
+pub mod rbac;
 pub mod render;
 pub mod resource;
 pub mod retry;

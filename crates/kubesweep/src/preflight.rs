@@ -1,6 +1,7 @@
-//! Preflight: what must hold before a plan runs. Which permissions the plan
-//! needs and which of them the caller lacks (SelfSubjectAccessReview, one per
-//! distinct verb/resource/namespace), which platform controllers still run
+//! Preflight: what must hold before a plan runs. Which permissions the run
+//! needs (discovery's reads and the plan's changes) and which of them the
+//! caller lacks (SelfSubjectAccessReview, one per distinct
+//! verb/resource/namespace), which platform controllers still run
 //! (they would recreate what we remove), and stopping them (scale to zero,
 //! wait until their pods are gone, bounded).
 
@@ -20,6 +21,7 @@ use serde_json::json;
 use tokio::time::Instant;
 
 use crate::discover::error_message;
+use crate::inventory::Inventory;
 use crate::plan::{Operation, PhaseId, Plan};
 use crate::profile::Profile;
 use crate::retry::{self, RetryPolicy};
@@ -128,6 +130,70 @@ pub enum PreflightError {
     },
 }
 
+/// The verbs the executor sends for an operation on its target (a read
+/// before every change, for the UID precondition and conflict re-reads),
+/// and the subresource verb, if any. The generated ClusterRole
+/// ([`crate::rbac`]) grants these on the kinds the planner targets.
+pub fn operation_verbs(
+    operation: &Operation,
+) -> (
+    &'static [&'static str],
+    Option<(&'static str, &'static str)>,
+) {
+    match operation {
+        Operation::Delete { .. } => (&["get", "delete"], None),
+        Operation::StripMetadata { .. }
+        | Operation::DisableConversionWebhook
+        | Operation::RewriteHelmRecord { .. } => (&["get", "patch"], None),
+        Operation::StripFinalizersThenDelete { .. } => (&["get", "patch", "delete"], None),
+        Operation::FinalizeNamespaceIfStuck => (&["get"], Some(("update", "finalize"))),
+    }
+}
+
+/// Every read discovery (and so `plan`, the backup and `verify`) makes with
+/// `profile` on a cluster serving `inventory.resource_types`: `list` across
+/// all namespaces on every listable served type (kept objects are found by
+/// scanning every type; the backup lists every namespaced type in the
+/// namespaces the plan deletes), `get` on the profile's controller
+/// Deployments. Reviewed before any change, so a role lacking a read stops
+/// the run naming it instead of leaving a blind spot in the plan.
+pub fn discovery_permissions(profile: &Profile, inventory: &Inventory) -> Vec<Permission> {
+    let mut out: BTreeSet<Permission> = BTreeSet::new();
+    for rt in &inventory.resource_types {
+        // Types the built-in table does not know (CRDs, aggregated APIs)
+        // are listed like any other.
+        let listable = crate::rbac::builtin::find(&rt.group, &rt.plural).is_none_or(|b| b.listable);
+        if listable {
+            out.insert(Permission {
+                verb: "list".into(),
+                group: rt.group.clone(),
+                resource: rt.plural.clone(),
+                subresource: None,
+                namespace: None,
+            });
+        }
+    }
+    for c in &profile.controllers {
+        out.insert(Permission {
+            verb: "get".into(),
+            group: "apps".into(),
+            resource: "deployments".into(),
+            subresource: None,
+            namespace: Some(c.namespace.clone()),
+        });
+    }
+    out.into_iter().collect()
+}
+
+/// Everything a run of `plan` needs: discovery's reads and the plan's changes.
+pub fn run_permissions(profile: &Profile, inventory: &Inventory, plan: &Plan) -> Vec<Permission> {
+    let mut out: BTreeSet<Permission> = discovery_permissions(profile, inventory)
+        .into_iter()
+        .collect();
+    out.extend(required_permissions(plan));
+    out.into_iter().collect()
+}
+
 /// Every permission running `plan` needs, deduplicated: the verbs of each
 /// operation (including the re-reads the executor does on conflicts) and
 /// `list` for the types whose deletion is waited on.
@@ -147,17 +213,10 @@ pub fn required_permissions(plan: &Plan) -> Vec<Permission> {
             subresource: sub.map(str::to_string),
             namespace: namespace.clone(),
         };
-        let verbs: &[&str] = match &action.operation {
-            Operation::Delete { .. } => &["get", "delete"],
-            Operation::StripMetadata { .. }
-            | Operation::DisableConversionWebhook
-            | Operation::RewriteHelmRecord { .. } => &["get", "patch"],
-            Operation::StripFinalizersThenDelete { .. } => &["get", "patch", "delete"],
-            Operation::FinalizeNamespaceIfStuck => &["get"],
-        };
+        let (verbs, subresource) = operation_verbs(&action.operation);
         out.extend(verbs.iter().map(|v| perm(v, None)));
-        if matches!(action.operation, Operation::FinalizeNamespaceIfStuck) {
-            out.insert(perm("update", Some("finalize")));
+        if let Some((verb, sub)) = subresource {
+            out.insert(perm(verb, Some(sub)));
         }
         if phase.waits_for_deletion() && action.operation.deletes() {
             out.insert(Permission {

@@ -35,6 +35,12 @@ const SKIP_SCAN: &[(&str, &str)] = &[
     ("", "componentstatuses"),
 ];
 
+/// Whether discovery leaves `group`/`plural` out of its scan for kept
+/// objects (such objects are only ever listed, never changed one by one).
+pub fn is_scan_skipped(group: &str, plural: &str) -> bool {
+    SKIP_SCAN.contains(&(group, plural))
+}
+
 /// Errors that make an inventory meaningless (so no plan can be made).
 #[derive(Debug, thiserror::Error)]
 pub enum DiscoverError {
@@ -50,6 +56,18 @@ pub enum DiscoverError {
         #[source]
         source: kube::Error,
     },
+}
+
+impl DiscoverError {
+    /// Whether the API server refused the request (403): the credentials
+    /// lack a read permission, which the message names.
+    pub fn is_forbidden(&self) -> bool {
+        let source = match self {
+            DiscoverError::Api(ApiDiscoveryError::Root { source, .. }) => source,
+            DiscoverError::EssentialList { source, .. } => source,
+        };
+        retry::status_code(source) == Some(403)
+    }
 }
 
 /// Lists everything `profile` can match and returns it as an inventory for `cluster`.

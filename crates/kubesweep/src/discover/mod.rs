@@ -11,5 +11,5 @@ pub use api::{
     ApiCatalog, ApiDiscoveryError, BrokenGroupVersion, PAGE_SIZE, ServedResource, discover_api,
     dynamic_api, error_message, list_all, list_in_namespaces,
 };
-pub use collect::{DiscoverError, discover, discover_with_catalog, instance_type};
+pub use collect::{DiscoverError, discover, discover_with_catalog, instance_type, is_scan_skipped};
 pub use content::namespace_content;

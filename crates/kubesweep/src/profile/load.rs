@@ -165,6 +165,15 @@ impl Profile {
         ] {
             check_ownership_domains(field, domains)?;
         }
+        check_domains("apiGroups", &self.api_groups)?;
+        for (i, group) in self.api_groups.iter().enumerate() {
+            if !self.owns_group(group) {
+                return err(
+                    format!("apiGroups[{i}]"),
+                    "must lie within one of `domains` (or `crds.groups`)",
+                );
+            }
+        }
         for (i, name) in self.crds.names.iter().enumerate() {
             match name.split_once('.') {
                 Some((plural, group)) if is_dns_label(plural) && is_valid_domain(group) => {}

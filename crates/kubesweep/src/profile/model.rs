@@ -22,6 +22,14 @@ pub struct Profile {
     /// belongs to the platform when its domain equals one of these or ends
     /// with `.` + one of these (e.g. `kubesphere.io`).
     pub domains: Vec<String>,
+    /// The platform's API groups, named one by one. Ownership matches groups
+    /// by domain, but Kubernetes RBAC cannot: a rule names each group
+    /// exactly. These are the groups the generated ClusterRole
+    /// ([`crate::rbac`]) grants; each must lie within `domains`. A platform
+    /// group missing here is not granted, and preflight names the permission
+    /// it lacks on that group's types (exit 4) before anything changes.
+    #[serde(default)]
+    pub api_groups: Vec<String>,
     /// CRD rules.
     pub crds: CrdRules,
     /// Finalizer rules.
