@@ -162,8 +162,7 @@ pub fn discovery_permissions(profile: &Profile, inventory: &Inventory) -> Vec<Pe
     for rt in &inventory.resource_types {
         // Types the built-in table does not know (CRDs, aggregated APIs)
         // are listed like any other.
-        let listable = crate::rbac::builtin::find(&rt.group, &rt.plural).is_none_or(|b| b.listable);
-        if listable {
+        if crate::rbac::builtin::is_listable(&rt.group, &rt.plural) {
             out.insert(Permission {
                 verb: "list".into(),
                 group: rt.group.clone(),

@@ -20,6 +20,10 @@ pub struct BuiltinType {
     pub namespaced: bool,
     /// Whether the type serves `list` (review types only serve `create`).
     pub listable: bool,
+    /// Whether Kubernetes' default RBAC already lets every authenticated
+    /// user read it (the bootstrap ClusterRole
+    /// `system:cluster-trust-bundle-discovery`): a rule would add nothing.
+    pub read_by_everyone: bool,
 }
 
 const fn t(group: &'static str, plural: &'static str, namespaced: bool) -> BuiltinType {
@@ -28,6 +32,7 @@ const fn t(group: &'static str, plural: &'static str, namespaced: bool) -> Built
         plural,
         namespaced,
         listable: true,
+        read_by_everyone: false,
     }
 }
 
@@ -37,6 +42,17 @@ const fn create_only(group: &'static str, plural: &'static str, namespaced: bool
         plural,
         namespaced,
         listable: false,
+        read_by_everyone: false,
+    }
+}
+
+const fn public(group: &'static str, plural: &'static str, namespaced: bool) -> BuiltinType {
+    BuiltinType {
+        group,
+        plural,
+        namespaced,
+        listable: true,
+        read_by_everyone: true,
     }
 }
 
@@ -107,7 +123,7 @@ pub const BUILTIN_TYPES: &[BuiltinType] = &[
     t("batch", "cronjobs", true),
     t("batch", "jobs", true),
     t("certificates.k8s.io", "certificatesigningrequests", false),
-    t("certificates.k8s.io", "clustertrustbundles", false),
+    public("certificates.k8s.io", "clustertrustbundles", false),
     t("certificates.k8s.io", "podcertificaterequests", true),
     t("coordination.k8s.io", "leases", true),
     t("discovery.k8s.io", "endpointslices", true),
@@ -149,4 +165,10 @@ pub fn find(group: &str, plural: &str) -> Option<&'static BuiltinType> {
     BUILTIN_TYPES
         .iter()
         .find(|b| b.group == group && b.plural == plural)
+}
+
+/// Whether a served type can be listed: every type but Kubernetes'
+/// create-only ones (types the table does not know are assumed listable).
+pub fn is_listable(group: &str, plural: &str) -> bool {
+    find(group, plural).is_none_or(|b| b.listable)
 }

@@ -97,7 +97,9 @@ fn cluster_scoped_verbs(group: &str, plural: &str) -> &'static [&'static str] {
 
 /// The verbs the role grants on a built-in type.
 pub fn builtin_verbs(b: &builtin::BuiltinType) -> &'static [&'static str] {
-    if !b.listable {
+    if !b.listable || b.read_by_everyone {
+        // Nothing to read, or the default RBAC lets everyone read it (such
+        // types are cluster-scoped and only ever read).
         &[]
     } else if !b.namespaced {
         cluster_scoped_verbs(b.group, b.plural)
