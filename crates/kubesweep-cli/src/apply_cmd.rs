@@ -9,10 +9,12 @@ use std::io::{BufRead, IsTerminal, Write};
 use crate::args::{ApplyFlags, ClusterArgs, LogFormat, PlanFlags, ProfileArgs};
 use crate::audit::Audit;
 use crate::exit::{CliError, Exit};
+use crate::hook::say;
 use crate::interrupt::Interrupt;
-use crate::{backup_cmd, plan_cmd, progress, session, verify_cmd};
+use crate::{backup_cmd, hook, plan_cmd, progress, session, verify_cmd};
 use kubesweep::cluster::Cluster;
 use kubesweep::execute::{ExecuteOptions, ExecutionReport, Progress};
+use kubesweep::handover::HeldRecords;
 use kubesweep::plan::Plan;
 use kubesweep::preflight::RunningController;
 use kubesweep::profile::Profile;
@@ -46,10 +48,12 @@ pub async fn run(
             ),
         ));
     }
-    let options = match &saved {
+    let mut options = match &saved {
         Some(plan) => plan.options.clone(),
         None => plan_flags.options(),
     };
+    // The release whose uninstall runs the hook is Helm's to finish.
+    options.leave_uninstalling_records |= flags.hook;
 
     // Signals end the process at once until the backup starts; from then on
     // they stop the run cooperatively (see `interrupt`).
@@ -58,7 +62,7 @@ pub async fn run(
         flags.api_outage_timeout_secs,
     ));
 
-    let cluster = session::connect(cluster_args).await?;
+    let cluster = session::connect_as(cluster_args, flags.hook).await?;
     let inventory = kubesweep::discover::discover(&cluster.client, &profile, &cluster.identity)
         .await
         .map_err(plan_cmd::discover_error)?;
@@ -72,11 +76,12 @@ pub async fn run(
     };
 
     if plan.is_empty() {
-        eprintln!(
+        say!(
             "nothing to do: no object of profile {} is left on {}",
-            profile.name, cluster.identity.server
+            profile.name,
+            cluster.identity.server
         );
-        return finish_with_verify(&cluster, &profile, &options, None).await;
+        return finish_with_verify(&cluster, &profile, &options, None, &[]).await;
     }
 
     let running = preflight(&cluster, &profile, &inventory, &plan, flags).await?;
@@ -97,11 +102,20 @@ pub async fn run(
         .before_changes(still_confirmed(&cluster, &profile, &plan, &options))
         .await?;
 
+    if flags.hook
+        && let Some(b) = &backup
+    {
+        backup_cmd::keep_in_cluster(&cluster, b).await?;
+    }
+    // Hook mode: the namespaces holding the records Helm purges are not
+    // waited for; they go after this process, once Helm has purged them.
+    let held = held_records(&plan);
     let execute_options = ExecuteOptions {
         max_in_flight: usize::from(flags.max_in_flight),
         wait_timeout: std::time::Duration::from_secs(flags.wait_timeout_secs),
         keep_going: flags.keep_going,
         cancel: interrupt.cancel().clone(),
+        not_waited_for: held.iter().map(|h| h.namespace_uid.clone()).collect(),
         ..ExecuteOptions::default()
     };
     let bars;
@@ -119,7 +133,7 @@ pub async fn run(
         .and_then(|b| b.path.parent().map(std::path::Path::to_path_buf))
         .unwrap_or_else(|| flags.backup.backup_dir.clone());
     let audit = Audit::create(&audit_dir, &plan, display)?;
-    eprintln!("audit record: {}", audit.path().display());
+    say!("audit record: {}", audit.path().display());
     interrupt.set_undo_hints(
         running
             .iter()
@@ -135,6 +149,7 @@ pub async fn run(
         flags,
         &execute_options,
         &audit,
+        &held,
     )
     .await;
     // A run that did not end clean must not leave the platform half
@@ -144,7 +159,7 @@ pub async fn run(
     }
     interrupt.set_undo_hints(Vec::new());
     audit.finish()?;
-    eprintln!("audit record of every write: {}", audit.path().display());
+    say!("audit record of every write: {}", audit.path().display());
     outcome
 }
 
@@ -160,15 +175,20 @@ async fn change(
     flags: &ApplyFlags,
     execute_options: &ExecuteOptions,
     audit: &Audit<'_>,
+    held: &[HeldRecords],
 ) -> Result<Exit, CliError> {
     // managedFields written from here on, by anyone but kubesweep, are
     // changes made while the run was going.
     let started = k8s_openapi::jiff::Timestamp::now();
     stop_controllers(cluster, running, flags, audit).await?;
+    for h in held {
+        protect_records(cluster, h, audit).await?;
+    }
     let report = kubesweep::execute::execute(&cluster.client, plan, execute_options, audit)
         .await
         .map_err(|e| CliError::new(Exit::StalePlan, session::chain(&e)))?;
     print_report(&report);
+    summarise_report(&report);
     if let Some(denied) = &report.permission_denied {
         // No verification: it needs the permissions that were just taken away.
         let not_started = plan.total_actions().saturating_sub(report.counts.total);
@@ -199,7 +219,139 @@ async fn change(
             ),
         ));
     }
-    finish_with_verify(cluster, profile, options, Some((&report, started))).await
+    finish_with_verify(cluster, profile, options, Some((&report, started)), held).await
+}
+
+/// The records hook mode leaves for Helm, with the UID of their namespace,
+/// for each namespace the plan deletes (a kept namespace needs no guard).
+fn held_records(plan: &Plan) -> Vec<HeldRecords> {
+    plan.findings
+        .iter()
+        .filter_map(|f| match f {
+            kubesweep::plan::Finding::LeftForHelm {
+                release,
+                namespace,
+                resource,
+                records,
+            } => {
+                let deleted = plan
+                    .phase(kubesweep::plan::PhaseId::Namespaces)?
+                    .actions
+                    .iter()
+                    .find(|a| {
+                        a.operation.deletes()
+                            && a.target.resource.kind == "Namespace"
+                            && &a.target.name == namespace
+                    })?;
+                Some(HeldRecords {
+                    release: release.clone(),
+                    namespace: namespace.clone(),
+                    namespace_uid: deleted.target.uid.clone(),
+                    resource: resource.clone(),
+                    records: records.clone(),
+                })
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// Creates the policy that keeps the namespace controller from the
+/// records (see `kubesweep::handover`), audited, and waits until it is
+/// enforced; before any action of the plan runs.
+async fn protect_records(
+    cluster: &Cluster,
+    held: &HeldRecords,
+    audit: &Audit<'_>,
+) -> Result<(), CliError> {
+    let result =
+        kubesweep::handover::protect(&cluster.client, held, std::time::Duration::from_secs(30))
+            .await;
+    let reason = format!(
+        "keeps the records of helm release {} (being uninstalled by Helm) from the namespace controller while namespace {} is deleted; owned by that namespace",
+        held.release, held.namespace
+    );
+    match result {
+        Ok(protected) => {
+            for (kind, name, uid, created) in protected.objects {
+                audit.record(serde_json::json!({
+                    "phase": "hand-over",
+                    "apiVersion": "admissionregistration.k8s.io/v1",
+                    "kind": kind,
+                    "name": name,
+                    "uid": uid,
+                    "operation": {"type": "create"},
+                    "reason": reason,
+                    "result": if created { "done" } else { "already there" },
+                }));
+            }
+            say!(
+                "records of helm release {} left for Helm: {} {}/{} (ValidatingAdmissionPolicy {} keeps them from the namespace controller)",
+                held.release,
+                held.resource,
+                held.namespace,
+                held.records.join(", "),
+                held.policy_name()
+            );
+            Ok(())
+        }
+        Err(e) => {
+            audit.record(serde_json::json!({
+                "phase": "hand-over",
+                "apiVersion": "admissionregistration.k8s.io/v1",
+                "kind": "ValidatingAdmissionPolicy",
+                "name": held.policy_name(),
+                "operation": {"type": "create"},
+                "reason": reason,
+                "result": "failed",
+            }));
+            Err(CliError::new(
+                Exit::Leftovers,
+                format!(
+                    "could not protect the records of helm release {} before deleting namespace {}; no action of the plan ran: {}",
+                    held.release,
+                    held.namespace,
+                    session::chain(&e)
+                ),
+            ))
+        }
+    }
+}
+
+/// The run's counts and first failures, for hook mode's summary.
+fn summarise_report(report: &ExecutionReport) {
+    let c = &report.counts;
+    hook::summarise(format!(
+        "applied in {:.1}s: {} done, {} already gone, {} skipped, {} failed",
+        report.duration_ms as f64 / 1000.0,
+        c.done,
+        c.already_gone,
+        c.skipped + c.skipped_stale,
+        c.failed
+    ));
+    for failure in report.failures().take(hook::FAILURES_NAMED) {
+        let why = match &failure.outcome {
+            kubesweep::execute::Outcome::Failed { message } => message.clone(),
+            other => format!("{other:?}"),
+        };
+        hook::summarise(format!(
+            "failed: {} ({}): {why}",
+            failure.target, failure.operation
+        ));
+    }
+    if c.failed > hook::FAILURES_NAMED {
+        hook::summarise(format!(
+            "... and {} more failures (see the audit record and the log)",
+            c.failed - hook::FAILURES_NAMED
+        ));
+    }
+    if let Some(stopped) = &report.stopped {
+        hook::summarise(format!(
+            "stopped after {}: {}",
+            stopped.after.title(),
+            stopped.reason
+        ));
+    }
 }
 
 /// Scales the controllers `--stop-controllers` stopped back to their replica
@@ -208,7 +360,7 @@ async fn restart_controllers(cluster: &Cluster, running: &[RunningController], a
     if running.is_empty() {
         return;
     }
-    eprintln!(
+    say!(
         "scaling platform controllers back up: {}",
         controller_names(running).join(", ")
     );
@@ -223,7 +375,7 @@ async fn restart_controllers(cluster: &Cluster, running: &[RunningController], a
         );
     }
     for (c, why) in &failed {
-        eprintln!(
+        say!(
             "kubesweep: could not scale deployment {}/{} back ({why}); run: {}",
             c.namespace,
             c.name,
@@ -243,7 +395,13 @@ async fn preflight(
     plan: &Plan,
     flags: &ApplyFlags,
 ) -> Result<Vec<RunningController>, CliError> {
-    let required = kubesweep::preflight::run_permissions(profile, inventory, plan);
+    let mut required = kubesweep::preflight::run_permissions(profile, inventory, plan);
+    if flags.hook {
+        required.extend(held_records(plan).iter().flat_map(handover_permissions));
+        if !flags.backup.no_backup && !flags.backup.encrypt_to.is_empty() {
+            required.extend(stored_backup_permissions());
+        }
+    }
     let missing = kubesweep::preflight::missing_permissions(&cluster.client, &required)
         .await
         .map_err(|e| CliError::new(Exit::Cluster, session::chain(&e)))?;
@@ -270,7 +428,7 @@ async fn preflight(
     // (foreground, waiting for their pods): nothing to stop beforehand.
     let (stopped_by_plan, running) = kubesweep::preflight::stopped_by_plan(plan, running);
     if !stopped_by_plan.is_empty() {
-        eprintln!(
+        say!(
             "platform controllers run; the plan deletes them first and waits for their pods: {}",
             controller_names(&stopped_by_plan).join(", ")
         );
@@ -289,6 +447,60 @@ async fn preflight(
         ));
     }
     Ok(running)
+}
+
+/// What the hand-over to Helm needs besides the plan: creating the policy
+/// and its binding, and the dry-run collection delete that proves it is
+/// enforced.
+fn handover_permissions(held: &HeldRecords) -> Vec<kubesweep::preflight::Permission> {
+    let permission = |verb: &str, group: &str, resource: &str, namespace: Option<&str>| {
+        kubesweep::preflight::Permission {
+            verb: verb.into(),
+            group: group.into(),
+            resource: resource.into(),
+            subresource: None,
+            namespace: namespace.map(str::to_owned),
+        }
+    };
+    vec![
+        permission(
+            "create",
+            "admissionregistration.k8s.io",
+            "validatingadmissionpolicies",
+            None,
+        ),
+        permission(
+            "create",
+            "admissionregistration.k8s.io",
+            "validatingadmissionpolicybindings",
+            None,
+        ),
+        permission(
+            "deletecollection",
+            "",
+            &held.resource,
+            Some(&held.namespace),
+        ),
+    ]
+}
+
+/// What keeping the encrypted backup in the cluster needs.
+fn stored_backup_permissions() -> Vec<kubesweep::preflight::Permission> {
+    let namespace = kubesweep::backup::stored::BACKUP_NAMESPACE;
+    [
+        ("create", "namespaces", None),
+        ("create", "secrets", Some(namespace)),
+        ("list", "secrets", Some(namespace)),
+    ]
+    .into_iter()
+    .map(|(verb, resource, ns)| kubesweep::preflight::Permission {
+        verb: verb.into(),
+        group: String::new(),
+        resource: resource.into(),
+        subresource: None,
+        namespace: ns.map(str::to_owned),
+    })
+    .collect()
 }
 
 fn controller_names(running: &[RunningController]) -> Vec<String> {
@@ -321,7 +533,7 @@ async fn still_confirmed(
     let (run, dropped) = kubesweep::plan::reconcile(confirmed, &fresh)
         .map_err(|e| CliError::new(Exit::StalePlan, e.to_string()))?;
     if dropped > 0 {
-        eprintln!(
+        say!(
             "{dropped} confirmed action(s) left out: their objects are gone, or no longer proven the platform's"
         );
     }
@@ -338,7 +550,7 @@ async fn stop_controllers(
     if running.is_empty() {
         return Ok(());
     }
-    eprintln!(
+    say!(
         "stopping platform controllers: {}",
         controller_names(running).join(", ")
     );
@@ -397,8 +609,9 @@ fn confirm(cluster: &Cluster, plan: &Plan, flags: &ApplyFlags) -> Result<(), Cli
         plan.counts.metadata_strips,
         plan.counts.destroying_data,
     );
-    if flags.yes {
-        eprintln!("applying: {summary}");
+    if flags.yes || flags.hook {
+        say!("applying: {summary}");
+        hook::summarise(format!("plan: {summary}"));
         return Ok(());
     }
     if !std::io::stdin().is_terminal() {
@@ -432,7 +645,7 @@ fn confirm(cluster: &Cluster, plan: &Plan, flags: &ApplyFlags) -> Result<(), Cli
 
 fn print_report(report: &ExecutionReport) {
     let c = &report.counts;
-    eprintln!(
+    say!(
         "applied in {:.1}s: {} done, {} already gone, {} skipped (re-created since planning: {}), {} failed",
         report.duration_ms as f64 / 1000.0,
         c.done,
@@ -446,13 +659,14 @@ fn print_report(report: &ExecutionReport) {
             kubesweep::execute::Outcome::Failed { message } => message.clone(),
             other => format!("{other:?}"),
         };
-        eprintln!(
+        say!(
             "  failed: {} ({}): {why}",
-            failure.target, failure.operation
+            failure.target,
+            failure.operation
         );
     }
     for (webhook, blocked) in blocked_by_webhooks(report) {
-        eprintln!(
+        say!(
             "  blocked by admission webhook \"{webhook}\" (it refused them or could not be called; \
              kubesweep removes only the platform's webhooks): {} action(s): {}",
             blocked.len(),
@@ -464,7 +678,7 @@ fn print_report(report: &ExecutionReport) {
             && wait.timed_out
         {
             for remaining in &wait.remaining {
-                eprintln!(
+                say!(
                     "  still present after {}: {} ({})",
                     phase.id.title(),
                     remaining.target,
@@ -474,7 +688,7 @@ fn print_report(report: &ExecutionReport) {
         }
     }
     if let Some(stopped) = &report.stopped {
-        eprintln!(
+        say!(
             "  stopped after {}: {}",
             stopped.after.title(),
             stopped.reason
@@ -518,14 +732,46 @@ async fn finish_with_verify(
     profile: &Profile,
     options: &kubesweep::plan::PlanOptions,
     report: Option<(&ExecutionReport, k8s_openapi::jiff::Timestamp)>,
+    held: &[HeldRecords],
 ) -> Result<Exit, CliError> {
-    let verification = verify_cmd::verify(cluster, profile, options).await?;
+    let mut verification = verify_cmd::verify(cluster, profile, options).await?;
+    // A namespace handed to Helm stays Terminating until Helm purges the
+    // records it holds: not a leftover of this run.
+    verification
+        .leftovers
+        .retain(|l| !held.iter().any(|h| h.namespace_uid == l.target.uid));
     print!("{}", verify_cmd::render(&verification, &profile.name));
     if let Some((report, started)) = report {
         print!("{}", changed_during(&verification, report, started));
     }
     let ok = verification.is_clean() && report.is_none_or(|(r, _)| r.is_success());
+    summarise_verify(&verification, held);
     Ok(if ok { Exit::Ok } else { Exit::Leftovers })
+}
+
+/// The verdict of the closing verify and what Helm still has to do, for
+/// hook mode's summary.
+fn summarise_verify(verification: &kubesweep::verify::VerifyReport, held: &[HeldRecords]) {
+    if verification.is_clean() {
+        hook::summarise("verify: clean");
+    } else {
+        hook::summarise(format!(
+            "verify: {} leftover(s)",
+            verification.leftovers.len()
+        ));
+        for l in verification.leftovers.iter().take(hook::FAILURES_NAMED) {
+            hook::summarise(format!("  left: {} ({})", l.target, l.operation));
+        }
+    }
+    for h in held {
+        hook::summarise(format!(
+            "namespace {ns} is Terminating and holds only what Helm purges ({resource} {records}); it goes once Helm has deleted them, and ValidatingAdmissionPolicy {policy} with its binding go with it. After `helm uninstall --keep-history` the records stay: run `kubectl delete {resource} -n {ns} {records}` to finish",
+            ns = h.namespace,
+            resource = h.resource,
+            records = h.records.join(" "),
+            policy = h.policy_name(),
+        ));
+    }
 }
 
 /// The leftovers someone other than kubesweep wrote since the run started

@@ -140,6 +140,7 @@ impl PlanFlags {
             keep_namespaces: self.keep_namespaces.clone(),
             keep_extensions: self.keep_extensions,
             keep_data: self.keep_data,
+            leave_uninstalling_records: false,
         }
     }
 }
@@ -180,6 +181,20 @@ pub struct ApplyFlags {
         default_value_t = 60
     )]
     pub api_outage_timeout_secs: u64,
+    /// Run as a Helm post-delete hook Job: in-cluster configuration only
+    /// (the pod's service account), no prompt (implies --yes), JSON log
+    /// lines on stderr, a summary in the termination message file, and the
+    /// records of the release Helm is uninstalling left for Helm to purge.
+    #[arg(long, conflicts_with_all = ["kubeconfig", "context", "plan_file"])]
+    pub hook: bool,
+    /// Where --hook writes its summary (at most 4096 bytes, the kubelet's limit).
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "KUBESWEEP_TERMINATION_MESSAGE_PATH",
+        default_value = "/dev/termination-log"
+    )]
+    pub termination_message_path: PathBuf,
     #[command(flatten)]
     pub backup: BackupFlags,
 }
@@ -193,8 +208,15 @@ pub struct BackupFlags {
     /// Skip the backup (nothing to restore from afterwards).
     #[arg(long, conflicts_with = "backup_dir")]
     pub no_backup: bool,
-    /// Encrypt the backup to this age recipient (age1...). Repeatable.
-    #[arg(long, value_name = "RECIPIENT", conflicts_with = "no_backup")]
+    /// Encrypt the backup to this age recipient (age1...). Repeatable. With
+    /// --hook, the encrypted archive is also kept in the cluster (namespace
+    /// kubesweep-backups; `kubesweep backup fetch RUN`).
+    #[arg(
+        long,
+        value_name = "RECIPIENT",
+        conflicts_with = "no_backup",
+        env = "KUBESWEEP_BACKUP_RECIPIENT"
+    )]
     pub encrypt_to: Vec<String>,
 }
 
@@ -338,6 +360,15 @@ pub enum BackupAction {
         /// Output format.
         #[arg(short = 'o', long = "output", value_enum, default_value = "text")]
         output: Format,
+    },
+    /// Fetch an encrypted archive `apply --hook` kept in the cluster
+    /// (namespace kubesweep-backups), reassemble it and check its sha256.
+    Fetch {
+        /// The run, as the hook's summary names it (e.g. 20261130t081514z-a8c11f68).
+        run: String,
+        /// File to write (must not exist; mode 0600).
+        #[arg(short = 'o', long = "output", value_name = "FILE")]
+        output: PathBuf,
     },
 }
 

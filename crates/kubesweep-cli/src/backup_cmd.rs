@@ -33,6 +33,9 @@ pub async fn run(
     {
         return inspect(archive, identity.as_deref(), sha256.as_deref(), *output);
     }
+    if let Some(BackupAction::Fetch { run, output }) = action {
+        return fetch(cluster_args, run, output).await;
+    }
     let Some(output) = output else {
         return Err(CliError::new(
             Exit::Usage,
@@ -77,6 +80,85 @@ fn recipients(values: &[String]) -> Result<Vec<Box<dyn age::Recipient + Send>>, 
     backup::parse_recipients(values).map_err(|e| CliError::new(Exit::Usage, session::chain(&e)))
 }
 
+/// `backup fetch RUN -o FILE`: the archive hook mode kept in the cluster,
+/// reassembled, checked against its sha256 and written with mode 0600 to a
+/// file that must not exist yet.
+async fn fetch(cluster_args: &ClusterArgs, run: &str, output: &Path) -> Result<Exit, CliError> {
+    use std::io::Write as _;
+    let cluster = session::connect(cluster_args).await?;
+    let (name, bytes) = backup::stored::fetch(&cluster.client, run)
+        .await
+        .map_err(|e| {
+            let exit = match e {
+                backup::stored::StoredError::Damaged { .. }
+                | backup::stored::StoredError::NotFound { .. } => Exit::BadInput,
+                _ => Exit::Cluster,
+            };
+            CliError::new(exit, session::chain(&e))
+        })?;
+    let write = || -> std::io::Result<()> {
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let mut file = options.open(output)?;
+        file.write_all(&bytes)?;
+        file.sync_all()
+    };
+    write().map_err(|e| {
+        CliError::new(
+            Exit::Backup,
+            format!("cannot write {}: {e}", output.display()),
+        )
+    })?;
+    eprintln!(
+        "fetched {name} ({} bytes, sha256 {} as stored) to {}",
+        bytes.len(),
+        backup::file_sha256(output).unwrap_or_default(),
+        output.display()
+    );
+    Ok(Exit::Ok)
+}
+
+/// Hook mode: keeps an encrypted archive in the cluster, since the pod's
+/// files go with the Job. An archive in clear text is not stored (it holds
+/// Secrets): the summary says that nothing survives the pod.
+pub async fn keep_in_cluster(cluster: &Cluster, written: &WrittenBackup) -> Result<(), CliError> {
+    if !written.encrypted {
+        crate::hook::summarise(format!(
+            "backup: NOT kept: {} is in the pod's filesystem and goes with it; it is not encrypted, so it is not stored in the cluster (set a recipient: --encrypt-to, chart value backup.recipient)",
+            written.path.display()
+        ));
+        return Ok(());
+    }
+    let fail = |why: String| {
+        CliError::new(
+            Exit::Backup,
+            format!("backup could not be kept in the cluster, nothing was changed: {why}"),
+        )
+    };
+    let bytes = std::fs::read(&written.path)
+        .map_err(|e| fail(format!("read {}: {e}", written.path.display())))?;
+    let name = written
+        .path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let (run, secrets) = backup::stored::store(&cluster.client, &name, &bytes)
+        .await
+        .map_err(|e| fail(session::chain(&e)))?;
+    let line = format!(
+        "backup: kept in the cluster, age-encrypted, sha256 {}: namespace {}, {} Secret(s) labelled {}={run}; fetch with `kubesweep backup fetch {run} -o {name}`",
+        written.sha256,
+        backup::stored::BACKUP_NAMESPACE,
+        secrets.len(),
+        backup::stored::RUN_LABEL,
+    );
+    crate::hook::status_line(&line);
+    crate::hook::summarise(line);
+    Ok(())
+}
+
 /// The backup step of `apply`, between confirmation and the first mutation.
 /// Returns `None` only when `--no-backup` was given; any failure stops apply
 /// with exit 8 before anything changed.
@@ -87,7 +169,10 @@ pub async fn before_apply(
     flags: &BackupFlags,
 ) -> Result<Option<WrittenBackup>, CliError> {
     if flags.no_backup {
-        eprintln!("backup: skipped (--no-backup); there will be nothing to restore from");
+        crate::hook::status_line(
+            "backup: skipped (--no-backup); there will be nothing to restore from",
+        );
+        crate::hook::summarise("backup: none (--no-backup)");
         return Ok(None);
     }
     let recipients = recipients(&flags.encrypt_to)?;
@@ -113,7 +198,7 @@ async fn write(
                 format!("backup failed, nothing was changed: {}", session::chain(&e)),
             )
         })?;
-    eprintln!(
+    crate::hook::status_line(format!(
         "backup: {} objects, {} bytes{}, written and verified in {:.2}s: {} (sha256 {})",
         written.objects,
         written.size,
@@ -125,7 +210,7 @@ async fn write(
         start.elapsed().as_secs_f64(),
         written.path.display(),
         written.sha256
-    );
+    ));
     Ok(written)
 }
 

@@ -7,6 +7,7 @@ mod audit;
 mod backup_cmd;
 mod docs_cmd;
 mod exit;
+mod hook;
 mod interrupt;
 mod plan_cmd;
 mod profiles_cmd;
@@ -23,7 +24,24 @@ fn main() -> ExitCode {
     let invoked = args::invoked_name();
     let args = args::Cli::from_arg_matches(&args::command(&invoked).get_matches())
         .unwrap_or_else(|e| e.exit());
-    init_logging(args.log_format, args.verbose);
+    // Hook mode logs JSON lines whatever --log-format says: a Job's log is
+    // read by machines.
+    let hook_summary = match &args.command {
+        args::Command::Apply { flags, .. } if flags.hook => {
+            Some(flags.termination_message_path.clone())
+        }
+        _ => None,
+    };
+    let log_format = if hook_summary.is_some() {
+        args::LogFormat::Json
+    } else {
+        args.log_format
+    };
+    init_logging(log_format, args.verbose);
+    hook::set_json_lines(log_format == args::LogFormat::Json);
+    if let Some(path) = hook_summary {
+        hook::start_summary(path);
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -35,9 +53,13 @@ fn main() -> ExitCode {
         }
     };
     match runtime.block_on(run(args)) {
-        Ok(exit) => exit.into(),
+        Ok(exit) => {
+            hook::finish(exit as u8, None);
+            exit.into()
+        }
         Err(e) => {
-            eprintln!("kubesweep: {e}");
+            hook::say_error(format!("kubesweep: {e}"));
+            hook::finish(e.exit as u8, Some(&e.message));
             e.exit.into()
         }
     }
@@ -63,7 +85,11 @@ fn init_logging(format: args::LogFormat, verbose: u8) {
 }
 
 async fn run(cli: args::Cli) -> Result<Exit, CliError> {
-    let log_format = cli.log_format;
+    let log_format = if matches!(&cli.command, args::Command::Apply { flags, .. } if flags.hook) {
+        args::LogFormat::Json
+    } else {
+        cli.log_format
+    };
     tracing::debug!(command = cli.command.name(), "starting");
     match cli.command {
         args::Command::Profiles { action } => profiles_cmd::run(action),

@@ -50,9 +50,16 @@ pub fn load_profile(args: &ProfileArgs) -> Result<Profile, CliError> {
 
 /// Connects to the cluster the flags select and identifies it.
 pub async fn connect(args: &ClusterArgs) -> Result<Cluster, CliError> {
+    connect_as(args, false).await
+}
+
+/// Connects as [`connect`] does; with `in_cluster` (hook mode), with the
+/// pod's service account only, whatever kubeconfig the environment names.
+pub async fn connect_as(args: &ClusterArgs, in_cluster: bool) -> Result<Cluster, CliError> {
     let options = ConnectOptions {
         kubeconfig: args.kubeconfig.clone(),
         context: args.context.clone(),
+        in_cluster,
         ..ConnectOptions::default()
     };
     kubesweep::cluster::connect(&options)

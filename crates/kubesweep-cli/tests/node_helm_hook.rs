@@ -296,6 +296,34 @@ mod on_node {
             "{:?}",
             helm_releases(home.path())
         );
+        // Hook mode guards ks-core's records from the namespace controller
+        // until Helm has purged them (a ValidatingAdmissionPolicy), so
+        // kubesphere-system finishes on the controller's next retry after
+        // the purge: waited for here, with a bound (not a speed assertion).
+        let gone = tokio::time::Instant::now();
+        let namespaces = Api::<Namespace>::all(client.clone());
+        while namespaces
+            .get_opt(RELEASE_NS)
+            .await
+            .expect("get namespace")
+            .is_some()
+        {
+            assert!(
+                gone.elapsed() < std::time::Duration::from_secs(600),
+                "{RELEASE_NS} still there 10 minutes after helm uninstall: {:?}",
+                namespaces
+                    .get_opt(RELEASE_NS)
+                    .await
+                    .ok()
+                    .flatten()
+                    .and_then(|n| n.status)
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        }
+        eprintln!(
+            "{RELEASE_NS} gone {:.1} s after helm uninstall returned",
+            gone.elapsed().as_secs_f64()
+        );
         let verify = kubesweep(&["verify"]);
         assert_eq!(
             verify.status.code(),

@@ -57,12 +57,14 @@ pub enum ClusterError {
     },
     /// Neither a kubeconfig nor an in-cluster service account was found.
     #[error(
-        "no kubeconfig found (tried --kubeconfig, KUBECONFIG, ~/.kube/config) and not running in a cluster"
+        "no kubeconfig found (tried --kubeconfig, KUBECONFIG, ~/.kube/config) and not running in a cluster: {detail}"
     )]
     NoConfiguration {
         /// Why the in-cluster configuration was unusable.
         #[source]
         source: kube::config::InClusterError,
+        /// What was missing.
+        detail: String,
     },
     /// The client could not be built from an otherwise valid configuration (TLS material...).
     #[error("failed to build a client for {server}")]
@@ -151,6 +153,9 @@ pub struct ConnectOptions {
     /// Per-request read timeout. We never hold long-lived watches open (waits
     /// poll), so a bound here turns a hung server into a retryable error.
     pub read_timeout: Duration,
+    /// Use the pod's service account only (hook mode), whatever kubeconfig
+    /// the environment names: see [`in_cluster_config`].
+    pub in_cluster: bool,
 }
 
 impl Default for ConnectOptions {
@@ -160,6 +165,7 @@ impl Default for ConnectOptions {
             context: None,
             connect_timeout: Duration::from_secs(10),
             read_timeout: Duration::from_secs(60),
+            in_cluster: false,
         }
     }
 }
@@ -337,14 +343,103 @@ fn not_kubernetes(error: &kube::Error) -> Option<String> {
     }
 }
 
+/// The standard in-cluster token file; `KUBESWEEP_INCLUSTER_TOKEN_FILE`
+/// overrides it (tests imitate a pod without one).
+pub const INCLUSTER_TOKEN_FILE: &str = "/var/run/secrets/kubernetes.io/serviceaccount/token";
+/// The standard in-cluster CA bundle; `KUBESWEEP_INCLUSTER_CA_FILE` overrides it.
+pub const INCLUSTER_CA_FILE: &str = "/var/run/secrets/kubernetes.io/serviceaccount/ca.crt";
+
+/// The pod's own configuration, as client-go builds it: the API server from
+/// `KUBERNETES_SERVICE_HOST`/`KUBERNETES_SERVICE_PORT`, the service
+/// account's token file (re-read as the kubelet rotates it) and CA bundle.
+/// The file paths can be overridden by `KUBESWEEP_INCLUSTER_TOKEN_FILE` and
+/// `KUBESWEEP_INCLUSTER_CA_FILE` (for tests outside a pod); the standard
+/// paths stay the default. No kubeconfig is read, so a `KUBECONFIG` in the
+/// image's environment cannot redirect a hook.
+pub async fn in_cluster_config() -> Result<Config, ClusterError> {
+    use kube::config::{
+        AuthInfo, Cluster as KubeCluster, Context, NamedAuthInfo, NamedCluster, NamedContext,
+    };
+    let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    let missing = |what: &str| ClusterError::NoConfiguration {
+        source: kube::config::InClusterError::ReadEnvironmentVariable(
+            std::env::VarError::NotPresent,
+        ),
+        detail: what.to_owned(),
+    };
+    let host = env("KUBERNETES_SERVICE_HOST")
+        .ok_or_else(|| missing("KUBERNETES_SERVICE_HOST is not set"))?;
+    let port = env("KUBERNETES_SERVICE_PORT")
+        .ok_or_else(|| missing("KUBERNETES_SERVICE_PORT is not set"))?;
+    let host = if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]")
+    } else {
+        host
+    };
+    let token =
+        env("KUBESWEEP_INCLUSTER_TOKEN_FILE").unwrap_or_else(|| INCLUSTER_TOKEN_FILE.to_owned());
+    let ca = env("KUBESWEEP_INCLUSTER_CA_FILE").unwrap_or_else(|| INCLUSTER_CA_FILE.to_owned());
+    for (what, path) in [("service account token", &token), ("CA bundle", &ca)] {
+        if !Path::new(path).is_file() {
+            return Err(missing(&format!("the {what} {path} does not exist")));
+        }
+    }
+    // kube reads the CA and re-reads the token file for us when they come
+    // through a kubeconfig; the in-memory one names the same files.
+    let kubeconfig = Kubeconfig {
+        clusters: vec![NamedCluster {
+            name: "in-cluster".into(),
+            other: Default::default(),
+            cluster: Some(KubeCluster {
+                server: Some(format!("https://{host}:{port}")),
+                certificate_authority: Some(ca.clone()),
+                ..KubeCluster::default()
+            }),
+        }],
+        auth_infos: vec![NamedAuthInfo {
+            name: "in-cluster".into(),
+            other: Default::default(),
+            auth_info: Some(AuthInfo {
+                token_file: Some(token),
+                ..AuthInfo::default()
+            }),
+        }],
+        contexts: vec![NamedContext {
+            name: "in-cluster".into(),
+            other: Default::default(),
+            context: Some(Context {
+                cluster: "in-cluster".into(),
+                user: Some("in-cluster".into()),
+                ..Context::default()
+            }),
+        }],
+        current_context: Some("in-cluster".into()),
+        ..Kubeconfig::default()
+    };
+    Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+        .await
+        .map_err(|source| ClusterError::InvalidContext {
+            context: "in-cluster".into(),
+            source,
+        })
+}
+
 async fn load_config(options: &ConnectOptions) -> Result<(Config, Option<String>), ClusterError> {
+    if options.in_cluster {
+        let mut config = in_cluster_config().await?;
+        tune_config(&mut config, options);
+        return Ok((config, None));
+    }
     let (kubeconfig, path) = match read_kubeconfig(options)? {
         Some(found) => found,
         None => {
             // No kubeconfig anywhere: the in-cluster service account is the
             // only remaining source (hook mode).
             let mut config =
-                Config::incluster().map_err(|source| ClusterError::NoConfiguration { source })?;
+                Config::incluster().map_err(|source| ClusterError::NoConfiguration {
+                    detail: source.to_string(),
+                    source,
+                })?;
             tune_config(&mut config, options);
             return Ok((config, None));
         }

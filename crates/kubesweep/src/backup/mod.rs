@@ -4,7 +4,8 @@
 //! (cluster I/O) adds the content of namespaces being deleted; `archive`
 //! encodes, encrypts and verifies bytes; `file` writes and reads them durably;
 //! `take` ties these together for `apply` and `backup`; `order` (pure)
-//! decides the restore order and patches; `restore` (cluster I/O) runs it.
+//! decides the restore order and patches; `restore` (cluster I/O) runs it;
+//! `stored` keeps an encrypted archive in the cluster for hook mode.
 
 mod archive;
 mod collect;
@@ -13,6 +14,7 @@ mod file;
 mod format;
 mod order;
 mod restore;
+pub mod stored;
 mod take;
 
 pub use archive::{

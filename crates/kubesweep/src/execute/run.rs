@@ -45,6 +45,10 @@ pub struct ExecuteOptions {
     /// Stops the run between actions (an interrupt): no new action starts,
     /// in-flight ones finish, waits end early and no further phase runs.
     pub cancel: Cancel,
+    /// UIDs of deleted objects not waited for: in hook mode, the namespace
+    /// that holds the records of the release Helm is uninstalling stays
+    /// Terminating until Helm purges them, after this process has ended.
+    pub not_waited_for: std::collections::HashSet<String>,
 }
 
 impl Default for ExecuteOptions {
@@ -56,6 +60,7 @@ impl Default for ExecuteOptions {
             retry: RetryPolicy::standard(),
             keep_going: false,
             cancel: Cancel::new(),
+            not_waited_for: Default::default(),
         }
     }
 }
@@ -245,6 +250,7 @@ async fn run_phase(
             .iter()
             .zip(&actions)
             .filter(|(a, r)| a.operation.deletes() && matches!(r.outcome, Outcome::Done { .. }))
+            .filter(|(a, _)| !options.not_waited_for.contains(&a.target.uid))
             .map(|(a, _)| a.target.clone())
             .collect();
         Some(wait_gone(ctx, phase.id, pending, options, progress).await)

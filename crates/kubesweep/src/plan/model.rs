@@ -105,6 +105,13 @@ pub struct PlanOptions {
     /// volumes, and keep the claims of Helm releases. Absent from plans saved
     /// before it existed, which then load as `false`.
     pub keep_data: bool,
+    /// Hook mode (`apply --hook`): a release whose latest record says
+    /// `uninstalling` is being uninstalled by the Helm that runs the hook,
+    /// which purges its records itself once the hook returns (a missing
+    /// record makes `helm uninstall` fail). Its records are not deleted and
+    /// their namespace is not finalized; a [`Finding::LeftForHelm`] names
+    /// them. Absent from older plans, which then load as `false`.
+    pub leave_uninstalling_records: bool,
 }
 
 impl Default for PlanOptions {
@@ -115,6 +122,7 @@ impl Default for PlanOptions {
             keep_namespaces: Vec::new(),
             keep_extensions: false,
             keep_data: false,
+            leave_uninstalling_records: false,
         }
     }
 }
@@ -441,6 +449,18 @@ pub enum Finding {
         /// Whether the plan deletes it (proven the platform's).
         removed: bool,
     },
+    /// Hook mode: the records of a release Helm is uninstalling right now
+    /// are left for Helm's purge (see [`PlanOptions::leave_uninstalling_records`]).
+    LeftForHelm {
+        /// `namespace/name` of the release.
+        release: String,
+        /// Namespace of the records.
+        namespace: String,
+        /// Plural resource of the records: `secrets` or `configmaps`.
+        resource: String,
+        /// Names of the records.
+        records: Vec<String>,
+    },
     /// Something matched a rule but was deliberately left alone.
     Skipped {
         /// What was skipped, e.g. `validatingwebhookconfigurations/x`.
@@ -465,7 +485,9 @@ impl Finding {
             | Finding::Skipped { .. }
             | Finding::DanglingBinding { removed: false, .. } => Severity::Warning,
             Finding::DanglingBinding { removed: true, .. } => Severity::Info,
-            Finding::AlreadyTerminating { .. } | Finding::SharedCrdKept { .. } => Severity::Info,
+            Finding::AlreadyTerminating { .. }
+            | Finding::SharedCrdKept { .. }
+            | Finding::LeftForHelm { .. } => Severity::Info,
         }
     }
 }
@@ -535,6 +557,16 @@ impl fmt::Display for Finding {
                 None => write!(f, "listing {resource} failed: {message}"),
             },
             Finding::Skipped { subject, reason } => write!(f, "{subject} left alone: {reason}"),
+            Finding::LeftForHelm {
+                release,
+                namespace,
+                resource,
+                records,
+            } => write!(
+                f,
+                "helm release {release} is being uninstalled by Helm: its records ({resource} {namespace}/{}) are left for Helm to purge",
+                records.join(", ")
+            ),
             Finding::DanglingBinding {
                 target,
                 role,

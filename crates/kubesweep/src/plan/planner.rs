@@ -77,6 +77,9 @@ struct Planner<'a> {
     /// UIDs named by an owner reference of any observed object; `None` when
     /// a list failed, so that dependents cannot be ruled out.
     owners: Option<HashSet<String>>,
+    /// Namespaces holding records left for Helm's purge (hook mode): never
+    /// finalized, or the records would go with them.
+    records_left_for_helm: BTreeSet<String>,
 }
 
 impl<'a> Planner<'a> {
@@ -96,6 +99,7 @@ impl<'a> Planner<'a> {
             releases: crate::helm::select_releases(profile, inventory),
             kept: kept_releases::KeptReleases::default(),
             owners: None,
+            records_left_for_helm: BTreeSet::new(),
         }
     }
 
@@ -902,7 +906,9 @@ impl<'a> Planner<'a> {
                     destroys_data: true,
                 },
             );
-            if self.options.finalize_stuck_namespaces {
+            if self.options.finalize_stuck_namespaces
+                && !self.records_left_for_helm.contains(&target.name)
+            {
                 self.push_action(
                     PhaseId::NamespaceFinalize,
                     Action {

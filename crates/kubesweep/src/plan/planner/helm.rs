@@ -100,6 +100,10 @@ impl Planner<'_> {
                     self.helm_object(&key, &why, selected.platform, trust, live);
                 }
             }
+            if self.options.leave_uninstalling_records && release.status == "uninstalling" {
+                self.leave_for_helm(&key, release);
+                continue;
+            }
             for record in &release.records {
                 let Some(target) = ObjectRef::from_object(&helm::record_type(record), record)
                 else {
@@ -113,6 +117,30 @@ impl Planner<'_> {
                 );
             }
         }
+    }
+
+    /// Hook mode: the release Helm is uninstalling keeps its records (Helm
+    /// purges them after its post-delete hooks), and their namespace is
+    /// never finalized over them.
+    fn leave_for_helm(&mut self, key: &ReleaseKey, release: &helm::ObservedRelease) {
+        let resource = release
+            .records
+            .first()
+            .map(|r| helm::record_type(r).plural)
+            .unwrap_or_else(|| "secrets".to_owned());
+        let mut records: Vec<String> = release
+            .records
+            .iter()
+            .filter_map(|r| r.metadata.name.clone())
+            .collect();
+        records.sort();
+        self.records_left_for_helm.insert(release.namespace.clone());
+        self.findings.push(Finding::LeftForHelm {
+            release: key.to_string(),
+            namespace: release.namespace.clone(),
+            resource,
+            records,
+        });
     }
 
     /// Findings on the parts of a release's manifest that cannot be acted on.
