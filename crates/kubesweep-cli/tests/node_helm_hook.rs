@@ -202,7 +202,6 @@ mod on_node {
                 );
             }
         }
-        assert_absent(&Api::<ClusterRole>::all(client.clone()), &[HOOK_NAME]).await;
         let bindings = Api::<ClusterRoleBinding>::all(client.clone())
             .list(&Default::default())
             .await
@@ -221,6 +220,7 @@ mod on_node {
                 b.role_ref
             );
         }
+        assert_absent(&Api::<ClusterRole>::all(client.clone()), &[HOOK_NAME]).await;
     }
 
     /// Installs the chart (its namespace exists: the seed made it).
@@ -414,6 +414,7 @@ mod on_node {
             "helm does not report the hook's failure: {}",
             explain(&uninstall)
         );
+        eprintln!("helm uninstall: {}", explain(&uninstall));
         assert_no_hook_rbac(&client, true).await;
         // kubesweep changed nothing of the footprint (Helm removed only the
         // chart's own templates, which the footprint does not hold).
