@@ -271,6 +271,9 @@ state = %[2]q
   # Machines of this kind refuse to lower a process's OOM score below the
   # caller's (no CAP_SYS_RESOURCE): the kubelet asks -998 for sandboxes.
   restrict_oom_score_adj = true
+  # Pod network namespaces under the state directory (not /var/run/netns),
+  # where down unmounts them even when it kills running pods.
+  netns_mounts_under_state_dir = true
   [plugins.'io.containerd.cri.v1.runtime'.cni]
     bin_dirs = ['/usr/lib/cni']
     conf_dir = %[7]q
@@ -594,6 +597,7 @@ func nodeDown(state string) error {
 	}
 	removeCgroups(state)
 	removeDeadShimSockets()
+	removeCNIResults(state)
 	if _, err := net.InterfaceByName(bridgeName(state)); err == nil {
 		if out, err := exec.Command("ip", "link", "delete", bridgeName(state)).CombinedOutput(); err != nil {
 			logf("cannot delete bridge %s: %v: %s", bridgeName(state), err, out)
@@ -700,6 +704,34 @@ func removeDeadShimSockets() {
 		}
 		if errors.Is(err, syscall.ECONNREFUSED) {
 			_ = os.Remove(path)
+		}
+	}
+}
+
+// cniResultDir is where the CNI library caches each attachment's result
+// (fixed by libcni), as <network>-<container>-<interface>: pods killed by
+// down were never detached, so their entries stay unless removed here.
+const cniResultDir = "/var/lib/cni/results"
+
+// removeCNIResults removes the cached results of this node's network (named
+// after the machine key, so no other network's) and of its sandboxes'
+// loopback attachments.
+func removeCNIResults(state string) {
+	entries, err := os.ReadDir(cniResultDir)
+	if err != nil {
+		return
+	}
+	prefix := "testenv-" + machineKey(state) + "-"
+	for _, e := range entries {
+		rest, ok := strings.CutPrefix(e.Name(), prefix)
+		if !ok {
+			continue
+		}
+		_ = os.Remove(filepath.Join(cniResultDir, e.Name()))
+		// The same sandbox's loopback attachment (containerd's network
+		// "cni-loopback"), found by the sandbox's ID.
+		if id, _, ok := strings.Cut(rest, "-"); ok {
+			_ = os.Remove(filepath.Join(cniResultDir, "cni-loopback-"+id+"-lo"))
 		}
 	}
 }
