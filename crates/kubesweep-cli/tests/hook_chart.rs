@@ -132,14 +132,16 @@ fn the_chart_lints_and_renders_hooks_that_never_outlive_the_hook() {
         );
     }
     for rbac in ["ServiceAccount", "ClusterRole", "ClusterRoleBinding"] {
-        assert!(
-            weight["Namespace"] < weight[rbac],
-            "namespace before {rbac}"
-        );
         assert!(weight[rbac] < weight["Job"], "{rbac} before the Job");
     }
-    assert!(weight["ServiceAccount"] < weight["ClusterRoleBinding"]);
+    assert!(weight["Namespace"] < weight["ServiceAccount"]);
+    // The cluster-scoped RBAC comes before the namespace: when the Job
+    // fails, Helm deletes the hooks before it in creation order, waiting for
+    // each, and a namespace whose deletion hangs (KubeSphere's dead
+    // APIService stops the namespace controller) would otherwise keep the
+    // binding (seen on testenv's node: tests/node_helm_hook.rs).
     assert!(weight["ClusterRole"] < weight["ClusterRoleBinding"]);
+    assert!(weight["ClusterRoleBinding"] < weight["Namespace"]);
 
     // Everything namespaced lives in the hook's own namespace.
     let namespace = docs
@@ -160,7 +162,8 @@ fn the_chart_lints_and_renders_hooks_that_never_outlive_the_hook() {
         "the hook's namespace is one the profile deletes"
     );
 
-    // The role is the generated one.
+    // The role is the generated one, then hook mode's rules (the default
+    // Job runs `apply --hook`; no backup recipient, so no backup store).
     let role = docs
         .iter()
         .find(|d| d["kind"] == "ClusterRole")
@@ -169,7 +172,18 @@ fn the_chart_lints_and_renders_hooks_that_never_outlive_the_hook() {
         &std::fs::read_to_string(chart_dir().join("files/clusterrole.yaml")).expect("rules"),
     )
     .expect("generated role");
-    assert_eq!(role["rules"], generated["rules"]);
+    let generated_rules = generated["rules"].as_array().expect("generated rules");
+    let rules = role["rules"].as_array().expect("rules");
+    assert_eq!(&rules[..generated_rules.len()], &generated_rules[..]);
+    assert_eq!(
+        &rules[generated_rules.len()..],
+        &[
+            json!({"apiGroups": ["admissionregistration.k8s.io"],
+                   "resources": ["validatingadmissionpolicies", "validatingadmissionpolicybindings"],
+                   "verbs": ["create", "get"]}),
+            json!({"apiGroups": [""], "resources": ["secrets"], "verbs": ["deletecollection"]}),
+        ]
+    );
 
     let job = docs.iter().find(|d| d["kind"] == "Job").expect("job");
     let spec = &job["spec"];
@@ -224,13 +238,13 @@ fn the_chart_lints_and_renders_hooks_that_never_outlive_the_hook() {
         .iter()
         .filter_map(Value::as_str)
         .collect();
-    assert_eq!(&args[..2], ["apply", "--yes"]);
+    assert_eq!(&args[..2], ["apply", "--hook"]);
     assert!(
         args.windows(2)
             .any(|w| w == ["--backup-dir", "/tmp/kubesweep-backups"])
     );
-    // The binary accepts them: without a cluster it stops at the connection
-    // (exit 3), not at the command line (exit 2).
+    // The binary accepts them: outside a pod (no in-cluster service account)
+    // it stops at the connection (exit 3), not at the command line (exit 2).
     let dir = tempfile::tempdir().expect("tempdir");
     let parsed = kubesweep_as(&args, &dir.path().join("no-such-kubeconfig"));
     assert_eq!(parsed.status.code(), Some(3), "{}", explain(&parsed));
@@ -258,10 +272,25 @@ fn the_chart_lints_and_renders_hooks_that_never_outlive_the_hook() {
         rules.last(),
         Some(&json!({"apiGroups":["acme.example.com"],"resources":["*"],"verbs":["list"]}))
     );
+    // Generated rules, then hook mode's two (the Job runs `apply --hook`),
+    // then the backup store's one (a recipient is set), then the extra one.
+    let generated_len = generated["rules"].as_array().map_or(0, Vec::len);
+    assert_eq!(rules.len(), generated_len + 2 + 1 + 1);
     assert_eq!(
-        rules.len(),
-        generated["rules"].as_array().map_or(0, Vec::len) + 1
+        rules[generated_len],
+        json!({"apiGroups": ["admissionregistration.k8s.io"],
+               "resources": ["validatingadmissionpolicies", "validatingadmissionpolicybindings"],
+               "verbs": ["create", "get"]})
     );
+    assert_eq!(
+        rules[generated_len + 2],
+        json!({"apiGroups": [""], "resources": ["namespaces", "secrets"], "verbs": ["create"]})
+    );
+    // Without `--hook` (a chart that runs plain `apply`) the role is the
+    // generated one and nothing of hook mode.
+    let docs = render(&[r#"args=["apply","--yes"]"#]);
+    let role = docs.iter().find(|d| d["kind"] == "ClusterRole").expect("role");
+    assert_eq!(role["rules"], generated["rules"]);
 }
 
 /// A ServiceAccount in a namespace of its own, bound to a ClusterRole, and a
@@ -720,7 +749,10 @@ async fn the_generated_role_is_sufficient_and_every_verb_of_every_rule_is_needed
         .map(|g| json!({"apiGroups": [g], "resources": ["*"], "verbs": ["list"]}))
         .collect();
     let set = format!("rbac={}", json!({"extraRules": extra}));
-    let docs = render(&[&set]);
+    // The role of a chart running plain `apply` (what this test runs): hook
+    // mode's own rules are proven needed by hook_mode.rs, whose run without
+    // them stops at preflight naming them.
+    let docs = render(&[&set, r#"args=["apply","--yes"]"#]);
     let rendered = docs
         .iter()
         .find(|d| d["kind"] == "ClusterRole")

@@ -263,6 +263,40 @@ impl Drop for PrivateControlPlane {
     }
 }
 
+/// The node `testenv/cluster node-up` attaches (kubelet, containerd,
+/// kube-scheduler): pods bound to it really run.
+pub const NODE_NAME: &str = "testenv-node";
+
+/// Attaches a node to the shared cluster (`testenv/cluster node-up`, built
+/// when needed: see testenv/README.md) unless one runs, and imports
+/// `image_binary` into it as the image `kubesweep:dev` (pods use it with
+/// `imagePullPolicy: Never`). Host-network pods on it get the API server's
+/// address (testenv runs no kube-proxy). The node stays until the cluster's
+/// `down` (or `node-down`); hold [`cluster_lock`] while attaching, it restarts
+/// kube-controller-manager the first time.
+///
+/// # Panics
+/// When the node does not come up (the launcher's output is in the message).
+pub fn attach_node(image_binary: &std::path::Path) {
+    let kubeconfig = std::path::PathBuf::from(kubeconfig_path());
+    let state = kubeconfig
+        .parent()
+        .unwrap_or_else(|| panic!("{} has no directory", kubeconfig.display()));
+    let output = std::process::Command::new(testenv_script())
+        .arg("node-up")
+        .env("KUBESWEEP_TESTENV_DIR", state)
+        .env("KUBESWEEP_IMAGE_BINARY", image_binary)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run testenv/cluster: {e}"));
+    assert!(
+        output.status.success(),
+        "testenv/cluster node-up failed ({:?}):\n{}{}",
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
 /// `testenv/cluster` of this checkout.
 fn testenv_script() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testenv/cluster")

@@ -114,7 +114,11 @@ pub enum HandoverError {
 
 /// The CEL expression that admits a delete: anything but a held record, or
 /// a held record deleted by name by someone other than the namespace
-/// controller (Helm's purge).
+/// controller (Helm's purge). A collection delete's items come with an
+/// empty name, which the API server leaves out of `request` altogether
+/// (`request.name` alone fails with "no such key: name", which the policy's
+/// `Fail` would also deny, but as an error in the namespace's conditions),
+/// hence `has(...)` first.
 pub fn validation_expression(records: &[String]) -> String {
     let list = |items: &[&str]| {
         items
@@ -125,7 +129,7 @@ pub fn validation_expression(records: &[String]) -> String {
     };
     let records: Vec<&str> = records.iter().map(String::as_str).collect();
     format!(
-        "!(oldObject.metadata.name in [{}]) || (request.name != '' && !(request.userInfo.username in [{}]))",
+        "!(oldObject.metadata.name in [{}]) || (has(request.name) && request.name != '' && !(request.userInfo.username in [{}]))",
         list(&records),
         list(&NAMESPACE_CONTROLLER_USERS)
     )
@@ -365,7 +369,7 @@ mod tests {
         assert_eq!(
             e,
             "!(oldObject.metadata.name in ['sh.helm.release.v1.ks-core.v1', 'sh.helm.release.v1.ks-core.v2']) \
-             || (request.name != '' && !(request.userInfo.username in \
+             || (has(request.name) && request.name != '' && !(request.userInfo.username in \
              ['system:serviceaccount:kube-system:namespace-controller', 'system:kube-controller-manager']))"
         );
         let p = policy(&held());

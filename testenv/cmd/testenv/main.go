@@ -13,6 +13,11 @@
 //	testenv restart -state DIR COMPONENT [-- FLAG...]
 //	                                     stop it if it runs and start it again on the same ports with FLAG...
 //	                                     added to its flags (none: back to the flags of up); wait until ready
+//	testenv node-up -state DIR -node-bin DIR -containerd-bin DIR [-image FILE]...
+//	                                     attach a node (kube-scheduler, containerd, kubelet; node.go)
+//	testenv node-import -state DIR -containerd-bin DIR FILE...
+//	                                     import OCI image archives into the node's containerd
+//	testenv node-down -state DIR         remove the node (down does it too)
 //	testenv throttle-writes -state DIR COMPONENT IOPS
 //	                                     limit the component's writes to the disk under DIR to IOPS
 //	                                     per second (cgroup v1 blkio; root); 0 lifts the limit
@@ -65,13 +70,17 @@ type launch struct {
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: testenv up|down|status|stop|start|restart|throttle-writes [-state DIR] [-bin DIR] [COMPONENT [-- FLAG...] | COMPONENT IOPS]")
+		fmt.Fprintln(os.Stderr, "usage: testenv up|down|status|stop|start|restart|throttle-writes|node-up|node-import|node-down [-state DIR] [-bin DIR] [COMPONENT [-- FLAG...] | COMPONENT IOPS]")
 		os.Exit(2)
 	}
 	cmd := os.Args[1]
 	fs := flag.NewFlagSet(cmd, flag.ExitOnError)
 	stateDir := fs.String("state", ".testenv", "directory holding pids, logs, certificates and the kubeconfig")
 	binDir := fs.String("bin", "", "directory holding etcd, kube-apiserver and kube-controller-manager (up only)")
+	nodeBin := fs.String("node-bin", "", "directory holding kubelet, kube-scheduler and pause.oci.tar (node-up only)")
+	containerdBin := fs.String("containerd-bin", "", "directory holding containerd, its shim and ctr (node-up, node-import)")
+	var images stringList
+	fs.Var(&images, "image", "an OCI image archive the node imports (node-up; repeatable)")
 	timeout := fs.Duration("timeout", 3*time.Minute, "how long up waits for the control plane to be ready")
 	_ = fs.Parse(os.Args[2:])
 
@@ -87,6 +96,18 @@ func main() {
 		err = up(abs, *binDir, *timeout)
 	case "down":
 		err = down(abs)
+	case "node-up":
+		if *nodeBin == "" || *containerdBin == "" {
+			fatal("node-up needs -node-bin and -containerd-bin")
+		}
+		err = nodeUp(abs, *nodeBin, *containerdBin, images, *timeout)
+	case "node-import":
+		if *containerdBin == "" || fs.NArg() == 0 {
+			fatal("node-import needs -containerd-bin and one or more OCI archives")
+		}
+		err = nodeImport(abs, *containerdBin, fs.Args())
+	case "node-down":
+		err = nodeDetach(abs)
 	case "status":
 		err = status(abs)
 	case "stop", "start":
@@ -118,12 +139,18 @@ func main() {
 		}
 		err = restartOne(abs, args[0], extra, *timeout)
 	default:
-		fatal("unknown command %q (want up, down, status, stop, start, restart or throttle-writes)", cmd)
+		fatal("unknown command %q (want up, down, status, stop, start, restart, throttle-writes, node-up, node-import or node-down)", cmd)
 	}
 	if err != nil {
 		fatal("%s: %v", cmd, err)
 	}
 }
+
+// stringList is a repeatable string flag.
+type stringList []string
+
+func (l *stringList) String() string     { return strings.Join(*l, ",") }
+func (l *stringList) Set(v string) error { *l = append(*l, v); return nil }
 
 func fatal(format string, args ...any) {
 	fmt.Fprintf(os.Stderr, "testenv: "+format+"\n", args...)
@@ -258,6 +285,12 @@ func upOnce(state, bin string, timeout time.Duration, forced []int) error {
 			"--requestheader-extra-headers-prefix=X-Remote-Extra-",
 			"--proxy-client-cert-file=" + p("front-proxy.crt"),
 			"--proxy-client-key-file=" + p("front-proxy.key"),
+			// A node (node-up) registers a name that does not resolve: logs and
+			// exec go to its address, with the admin's certificate (the kubelet
+			// trusts the cluster's CA). Inert without a node.
+			"--kubelet-preferred-address-types=InternalIP",
+			"--kubelet-client-certificate=" + p("admin.crt"),
+			"--kubelet-client-key=" + p("admin.key"),
 			"--v=1",
 		}},
 		{"kube-controller-manager", fmt.Sprintf("https://127.0.0.1:%d/healthz", kcmPort), []string{
@@ -276,7 +309,7 @@ func upOnce(state, bin string, timeout time.Duration, forced []int) error {
 			// removal of the `kubernetes.io/pvc-protection` finalizer the API server
 			// puts on every PersistentVolumeClaim (without it no claim, and no
 			// namespace holding one, can ever be deleted).
-			"--controllers=namespace,garbagecollector,serviceaccount,serviceaccount-token,clusterrole-aggregation,deployment,replicaset,pvc-protection",
+			"--controllers=" + baseControllers,
 			"--v=1",
 		}},
 	}
@@ -559,6 +592,10 @@ func ourProcess(state, name string) (int, bool) {
 }
 
 func down(state string) error {
+	// The node first: its containers, mounts and cgroups outlive nothing.
+	if err := nodeDown(state); err != nil {
+		return err
+	}
 	for i := len(componentNames) - 1; i >= 0; i-- {
 		if err := terminate(state, componentNames[i]); err != nil {
 			return err

@@ -167,6 +167,11 @@ func adminTLS(pki string) (*tls.Config, error) {
 // writeKubeconfig writes an admin kubeconfig with the credentials inlined, so
 // it stays valid wherever it is copied.
 func writeKubeconfig(path, server, pki string) error {
+	return writeKubeconfigAs(path, server, pki, "admin", "kubesweep-admin")
+}
+
+// writeKubeconfigAs writes a kubeconfig for the pair pki/<pair>.crt/.key.
+func writeKubeconfigAs(path, server, pki, pair, user string) error {
 	read := func(name string) (string, error) {
 		data, err := os.ReadFile(filepath.Join(pki, name))
 		return base64.StdEncoding.EncodeToString(data), err
@@ -175,11 +180,11 @@ func writeKubeconfig(path, server, pki string) error {
 	if err != nil {
 		return err
 	}
-	crt, err := read("admin.crt")
+	crt, err := read(pair + ".crt")
 	if err != nil {
 		return err
 	}
-	key, err := read("admin.key")
+	key, err := read(pair + ".key")
 	if err != nil {
 		return err
 	}
@@ -188,19 +193,19 @@ kind: Config
 clusters:
 - name: kubesweep-testenv
   cluster:
-    server: %s
-    certificate-authority-data: %s
+    server: %[1]s
+    certificate-authority-data: %[2]s
 users:
-- name: kubesweep-admin
+- name: %[5]s
   user:
-    client-certificate-data: %s
-    client-key-data: %s
+    client-certificate-data: %[3]s
+    client-key-data: %[4]s
 contexts:
 - name: kubesweep-testenv
   context:
     cluster: kubesweep-testenv
-    user: kubesweep-admin
+    user: %[5]s
 current-context: kubesweep-testenv
-`, server, ca, crt, key)
+`, server, ca, crt, key, user)
 	return os.WriteFile(path, []byte(config), 0o600)
 }
