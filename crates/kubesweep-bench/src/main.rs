@@ -263,12 +263,15 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     };
 
     let mut plan_samples = Vec::new();
+    let started = started_utc();
     for round in 1..=args.runs {
-        for (which, contender) in list.iter_mut() {
+        for idx in 0..list.len() {
+            let which = &list[idx].0.clone();
+            let name = list[idx].1.name.clone();
             if *which == Which::Plan {
                 continue; // measured on apply's footprint
             }
-            eprintln!("run {round}/{}: {}", args.runs, contender.name);
+            eprintln!("run {round}/{}: {}", args.runs, name);
             kubesweep_fixtures::teardown(&client, &footprint, &opts).await?;
             let seeded = kubesweep_fixtures::seed(&client, &opts).await?;
             eprintln!(
@@ -370,30 +373,51 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
                     "LEFTOVERS"
                 }
             );
-            contender.samples.push(sample);
+            list[idx].1.samples.push(sample);
+            // Written after every sample, so an interrupted run keeps what it measured.
+            if let Some(path) = &args.json {
+                let report = report_of(&list, &plan_samples, &scale_run, &machine, &started);
+                std::fs::write(path, serde_json::to_string_pretty(&report)? + "\n")?;
+            }
         }
     }
     kubesweep_fixtures::teardown(&client, &footprint, &opts).await?;
 
-    // Plan samples were kept apart; put them where the contender is listed.
-    for (which, contender) in list.iter_mut() {
-        if *which == Which::Plan {
-            contender.samples = plan_samples.clone();
-        }
-    }
-    scale_run.contenders = list.into_iter().map(|(_, c)| c).collect();
-    scale_run.summarise();
-    let report = BenchReport {
-        machine,
-        command: std::env::args().collect::<Vec<_>>().join(" "),
-        started: started_utc(),
-        scales: vec![scale_run],
-    };
+    let report = report_of(&list, &plan_samples, &scale_run, &machine, &started);
     println!("{}", report.markdown());
     if let Some(path) = &args.json {
         std::fs::write(path, serde_json::to_string_pretty(&report)? + "\n")?;
     }
     Ok(())
+}
+
+/// The report of what was measured so far. The plan's samples were kept
+/// apart (they run on apply's footprint); they go where it is listed.
+fn report_of(
+    list: &[(Which, Contender)],
+    plan_samples: &[Sample],
+    scale_run: &ScaleRun,
+    machine: &Machine,
+    started: &str,
+) -> BenchReport {
+    let mut scale_run = scale_run.clone();
+    scale_run.contenders = list
+        .iter()
+        .map(|(which, c)| {
+            let mut c = c.clone();
+            if *which == Which::Plan {
+                c.samples = plan_samples.to_vec();
+            }
+            c
+        })
+        .collect();
+    scale_run.summarise();
+    BenchReport {
+        machine: machine.clone(),
+        command: std::env::args().collect::<Vec<_>>().join(" "),
+        started: started.to_owned(),
+        scales: vec![scale_run],
+    }
 }
 
 /// Runs one contender's child process under GNU time and counts its
