@@ -105,8 +105,17 @@ impl AuditLog {
         std::fs::metadata(&self.path).map(|m| m.len()).unwrap_or(0)
     }
 
-    /// Counts the requests logged between two marks.
+    /// Counts the requests logged between two marks. A log that shrank
+    /// was rotated (kube-apiserver rotates at `--audit-log-maxsize`, 100 MB
+    /// unless set higher): the window cannot be counted, and that is an error
+    /// rather than a wrong count.
     pub fn count(&self, from: u64, to: u64) -> anyhow::Result<RequestCounts> {
+        if to < from {
+            anyhow::bail!(
+                "the audit log {} was rotated during a measurement: start kube-apiserver with a larger --audit-log-maxsize",
+                self.path.display()
+            );
+        }
         Ok(count(&read_range(&self.path, from, to)?, &self.user))
     }
 }
