@@ -1,12 +1,18 @@
-//! kubesweep's benchmark: what is measured and how a baseline executes a
-//! plan. The baseline is the way KubeSphere's own uninstall hook works, one
-//! `kubectl` process per object, one after the other, each delete waiting
-//! until its object is gone; it runs the very plan kubesweep makes, so
-//! both do the same work and `verify` must pass after either.
+//! kubesweep's benchmark: contenders timed on the same freshly seeded
+//! footprint, with server-side request counts and client peak memory.
 //!
-//! `kubectl_baseline` turns plan actions into kubectl invocations (pure);
-//! `report` formats results as ratios against the baseline (pure). The
-//! binary drives the cluster: seed, settle, time, verify.
+//! `floor` is the minimal client (the limit on a given server); `hook`
+//! reproduces KubeSphere's uninstall hook with kubectl; `kubectl_baseline`
+//! turns plan actions into kubectl calls (pure); `audit` counts requests in
+//! the API server's audit log; `measure` runs a child under GNU time;
+//! `report` holds results, medians and the markdown table (pure); `plot`
+//! draws them as SVG. The binary drives the cluster: seed, settle, time,
+//! verify.
 
+pub mod audit;
+pub mod floor;
+pub mod hook;
 pub mod kubectl_baseline;
+pub mod measure;
+pub mod plot;
 pub mod report;
