@@ -289,7 +289,10 @@ fn the_chart_lints_and_renders_hooks_that_never_outlive_the_hook() {
     // Without `--hook` (a chart that runs plain `apply`) the role is the
     // generated one and nothing of hook mode.
     let docs = render(&[r#"args=["apply","--yes"]"#]);
-    let role = docs.iter().find(|d| d["kind"] == "ClusterRole").expect("role");
+    let role = docs
+        .iter()
+        .find(|d| d["kind"] == "ClusterRole")
+        .expect("role");
     assert_eq!(role["rules"], generated["rules"]);
 }
 
