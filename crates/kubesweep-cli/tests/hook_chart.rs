@@ -747,10 +747,15 @@ async fn the_generated_role_is_sufficient_and_every_verb_of_every_rule_is_needed
         .expect("a user namespace");
     let kept = seed_kept_objects(&admin, &kept_namespace).await;
 
-    let extra: Vec<Value> = FIXTURE_FOREIGN_GROUPS
-        .iter()
-        .map(|g| json!({"apiGroups": [g], "resources": ["*"], "verbs": ["list"]}))
-        .collect();
+    // `list` on the cluster's foreign groups: the fixture's decoys and
+    // whatever earlier tests left (a foreign CRD a Helm chart shipped).
+    let extra: Vec<Value> = common::foreign_list_rules(&admin).await;
+    for group in FIXTURE_FOREIGN_GROUPS {
+        assert!(
+            extra.iter().any(|r| r["apiGroups"][0] == group),
+            "the fixture's foreign group {group} is served"
+        );
+    }
     let set = format!("rbac={}", json!({"extraRules": extra}));
     // The role of a chart running plain `apply` (what this test runs): hook
     // mode's own rules are proven needed by hook_mode.rs, whose run without

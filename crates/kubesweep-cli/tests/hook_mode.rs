@@ -120,7 +120,7 @@ async fn hook_objects(client: &Client, with_handover: bool) -> Hook {
     Api::<ClusterRole>::all(client.clone())
         .create(
             &PostParams::default(),
-            &hook_role(&hook.role, with_handover).await,
+            &hook_role(client, &hook.role, with_handover).await,
         )
         .await
         .expect("hook role");
@@ -141,19 +141,15 @@ async fn hook_objects(client: &Client, with_handover: bool) -> Hook {
 /// files/clusterrole.yaml), plus, `with_handover`, the rules hook mode adds:
 /// the policy that keeps the records from the namespace controller, and the
 /// encrypted backup kept in the cluster.
-async fn hook_role(name: &str, with_handover: bool) -> ClusterRole {
+async fn hook_role(client: &Client, name: &str, with_handover: bool) -> ClusterRole {
     let profile = kubesweep::profile::Profile::builtin("kubesphere").expect("profile");
     let mut rules: Vec<Value> = kubesweep::rbac::rules(&profile)
         .into_iter()
         .map(|r| json!({"apiGroups": r.api_groups, "resources": r.resources, "verbs": r.verbs}))
         .collect();
-    // The fixture's foreign CRDs, which discovery lists (the chart's
-    // rbac.extraRules for a cluster with such types).
-    rules.push(json!({
-        "apiGroups": ["acme.example.com", "kubesphere.io.example.com", "notkubesphere.io"],
-        "resources": ["*"],
-        "verbs": ["list"],
-    }));
+    // The cluster's foreign CRDs and aggregated APIs, which discovery lists
+    // (the chart's rbac.extraRules for a cluster with such types).
+    rules.extend(common::foreign_list_rules(client).await);
     if with_handover {
         rules.extend(hook_mode_rules());
     }

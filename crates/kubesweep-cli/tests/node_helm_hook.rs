@@ -224,7 +224,14 @@ mod on_node {
     }
 
     /// Installs the chart (its namespace exists: the seed made it).
-    fn install(chart: &Path, home: &Path) {
+    /// `helm install` of the chart, with `list` on the cluster's foreign
+    /// groups as `rbac.extraRules` (what an operator adds for the CRDs of
+    /// other software: earlier tests leave some behind).
+    async fn install(client: &Client, chart: &Path, home: &Path) {
+        let extra = format!(
+            "kubesweep-hook.rbac.extraRules={}",
+            serde_json::Value::from(foreign_list_rules(client).await)
+        );
         helm_ok(
             &[
                 "install",
@@ -232,6 +239,8 @@ mod on_node {
                 utf8(chart),
                 "-n",
                 RELEASE_NS,
+                "--set-json",
+                &extra,
                 "--wait",
                 "--timeout",
                 "3m",
@@ -249,7 +258,7 @@ mod on_node {
         reset(&client, home.path()).await;
         let seeded = seeded(&client).await;
         let chart = assemble_chart(home.path());
-        install(&chart, home.path());
+        install(&client, &chart, home.path()).await;
         let before = kubesweep_fixtures::snapshot(&client, &seeded)
             .await
             .expect("snapshot before");
@@ -366,7 +375,7 @@ mod on_node {
             .copied()
             .collect();
         std::fs::write(&role_file, trimmed.join("\n") + "\n").expect("write role");
-        install(&chart, home.path());
+        install(&client, &chart, home.path()).await;
         let before = kubesweep_fixtures::snapshot(&client, &seeded)
             .await
             .expect("snapshot before");

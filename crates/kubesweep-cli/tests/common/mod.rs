@@ -157,3 +157,42 @@ pub async fn assert_namespace_kept_clean(
         "{name} still has a KubeSphere owner"
     );
 }
+
+/// `list` rules for every API group this cluster serves through a CRD or an
+/// aggregated APIService that the generated role of the built-in KubeSphere
+/// profile does not cover: what an operator adds with the hook chart's
+/// `rbac.extraRules` (discovery lists every served type, preflight names each
+/// missing one). Read from the cluster, not fixed: earlier tests leave
+/// foreign CRDs behind (Helm never deletes a chart's CRDs, nor does
+/// kubesweep delete foreign ones).
+pub async fn foreign_list_rules(client: &Client) -> Vec<serde_json::Value> {
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    use k8s_openapi::kube_aggregator::pkg::apis::apiregistration::v1::APIService;
+    use kube::api::{Api, ListParams};
+    let profile = kubesweep::profile::Profile::builtin("kubesphere").expect("profile");
+    let covered: std::collections::BTreeSet<String> = kubesweep::rbac::rules(&profile)
+        .into_iter()
+        .filter(|r| r.resources.iter().any(|x| x == "*"))
+        .flat_map(|r| r.api_groups)
+        .collect();
+    let mut groups = std::collections::BTreeSet::new();
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    for crd in crds.list(&ListParams::default()).await.expect("list CRDs") {
+        groups.insert(crd.spec.group);
+    }
+    let services: Api<APIService> = Api::all(client.clone());
+    for service in services
+        .list(&ListParams::default())
+        .await
+        .expect("list APIServices")
+    {
+        if let Some(spec) = service.spec.filter(|s| s.service.is_some()) {
+            groups.insert(spec.group.unwrap_or_default());
+        }
+    }
+    groups
+        .into_iter()
+        .filter(|g| !g.is_empty() && !covered.contains(g))
+        .map(|g| serde_json::json!({"apiGroups": [g], "resources": ["*"], "verbs": ["list"]}))
+        .collect()
+}
