@@ -173,16 +173,13 @@ pub async fn run(
     let mut untimed = Duration::ZERO;
     let mut excluded: Option<(u64, u64)> = None;
 
-    let before_crs = [
-        PhaseId::ValidatingWebhooks,
-        PhaseId::MutatingWebhooks,
-        PhaseId::ApiServices,
-        PhaseId::HelmWorkloads,
-        PhaseId::HelmReleases,
-        PhaseId::HelmRecords,
-        PhaseId::KeptObjects,
-        PhaseId::CrdConversion,
-    ];
+    // Every phase the plan runs before the custom resources, in its order
+    // (the plan's own list, so a new phase cannot be missed here).
+    let cr_at = PhaseId::ALL
+        .iter()
+        .position(|p| *p == PhaseId::CustomResources)
+        .expect("custom-resources phase");
+    let before_crs = &PhaseId::ALL[..cr_at];
     for (_, action) in plan.actions().filter(|(p, _)| before_crs.contains(p)) {
         d.action(action)?;
     }
