@@ -51,7 +51,7 @@ pub const SYSTEM_NAMESPACES: &[&str] =
 pub const WEBHOOK_SERVICE: (&str, &str) = ("kubesphere-system", "ks-controller-manager");
 
 const CASCADING: &str = "kubesphere.io/cascading-deletion";
-const RELEASE_TIME: &str = "2025-01-06T08:00:00Z";
+pub(crate) const RELEASE_TIME: &str = "2025-01-06T08:00:00Z";
 /// A real PKCS#10 request for CN=admin (the API server parses it): generated once, the key discarded.
 const ADMIN_CSR_PEM: &str = "-----BEGIN CERTIFICATE REQUEST-----
 MIHKMHICAQAwEDEOMAwGA1UEAwwFYWRtaW4wWTATBgcqhkjOPQIBBggqhkjOPQMB
@@ -112,7 +112,7 @@ fn hook_labels(meta: Meta) -> Meta {
         .label("kubesphere.io/protected-resource", "true")
 }
 
-fn namespaces(p: &mut Plan) {
+pub(crate) fn namespaces(p: &mut Plan) {
     for ns in PLATFORM_NAMESPACES {
         let meta = hook_labels(Meta::new()).finalizer(CASCADING);
         p.add(
@@ -217,7 +217,7 @@ fn short_hash(s: &str) -> String {
         .collect()
 }
 
-fn global_iam(p: &mut Plan) {
+pub(crate) fn global_iam(p: &mut Plan) {
     let gr = crd("iam.kubesphere.io", "globalroles");
     // Built-in global roles belong to the ks-core release: Helm deleted them, their finalizers keep them.
     for name in [
@@ -341,7 +341,7 @@ fn global_iam(p: &mut Plan) {
 }
 
 /// A WorkspaceTemplate and the Workspace the controller made from it (owned by the template).
-fn workspace(p: &mut Plan, name: &str, system: bool) -> ObjectKey {
+pub(crate) fn workspace(p: &mut Plan, name: &str, system: bool) -> ObjectKey {
     let wst = crd("tenant.kubesphere.io", "workspacetemplates");
     let mut meta = Meta::new()
         .annotation("kubesphere.io/creator", "admin")
@@ -378,7 +378,7 @@ fn workspace(p: &mut Plan, name: &str, system: bool) -> ObjectKey {
     )
 }
 
-fn tenant(p: &mut Plan, ws_name: &str, index: usize, scale: Scale) {
+pub(crate) fn tenant(p: &mut Plan, ws_name: &str, index: usize, scale: Scale) {
     let ws = workspace(p, ws_name, false);
     let o = scale.objects_per_kind;
     let wsr = crd("iam.kubesphere.io", "workspaceroles");
@@ -640,7 +640,7 @@ fn project(
     );
 }
 
-fn deployment(app: &str, replicas: u32) -> Value {
+pub(crate) fn deployment(app: &str, replicas: u32) -> Value {
     // Zero replicas: the test control plane runs no scheduler or kubelet, and a Deployment with
     // nothing to roll out settles after two status writes, which keeps snapshots stable.
     json!({"spec": {
@@ -1110,7 +1110,7 @@ fn cluster_objects(p: &mut Plan) {
     );
 }
 
-fn hook_leftovers(p: &mut Plan) {
+pub(crate) fn hook_leftovers(p: &mut Plan) {
     for name in ["ks-core-post-delete", "ks-core-post-delete-crd"] {
         let hook = || {
             Meta::new()
@@ -1307,7 +1307,7 @@ fn kubesphere_hooks() -> Vec<Hook> {
     ]
 }
 
-fn webhooks(p: &mut Plan) {
+pub(crate) fn webhooks(p: &mut Plan) {
     for h in kubesphere_hooks() {
         let (ns, svc) = WEBHOOK_SERVICE;
         let mut webhook = json!({

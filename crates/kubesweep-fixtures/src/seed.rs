@@ -20,7 +20,7 @@ use crate::error::{Error, Result};
 use crate::footprint::{Footprint, ObjectKey, Role};
 use crate::plan::{FOREIGN_MANAGER, Plan, SeedItem, Stage};
 use crate::scale::Scale;
-use crate::{kubesphere_v3, kubesphere_v4};
+use crate::{kubesphere_member, kubesphere_v3, kubesphere_v4};
 
 /// The platform footprint to seed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -30,6 +30,9 @@ pub enum Profile {
     KubesphereV4,
     /// KubeSphere 3.4 (ks-installer) leftovers; a fixed footprint, whatever the scale.
     KubesphereV3,
+    /// A KubeSphere 4.1 member cluster: ks-core installed as the agent, an extension's
+    /// `<ext>-agent` release, synced workspaces and IAM copies (see [`crate::kubesphere_member`]).
+    KubesphereMember,
 }
 
 impl Profile {
@@ -38,6 +41,7 @@ impl Profile {
         match self {
             Profile::KubesphereV4 => kubesphere_v4::PROFILE,
             Profile::KubesphereV3 => kubesphere_v3::PROFILE,
+            Profile::KubesphereMember => kubesphere_member::PROFILE,
         }
     }
 }
@@ -48,8 +52,9 @@ impl FromStr for Profile {
         match s {
             "kubesphere-v4" | "kubesphere" => Ok(Profile::KubesphereV4),
             "kubesphere-v3" => Ok(Profile::KubesphereV3),
+            "kubesphere-member" => Ok(Profile::KubesphereMember),
             other => Err(Error::InvalidOption(format!(
-                "unknown profile {other:?} (known: kubesphere-v4, kubesphere-v3)"
+                "unknown profile {other:?} (known: kubesphere-v4, kubesphere-v3, kubesphere-member)"
             ))),
         }
     }
@@ -101,13 +106,23 @@ pub(crate) fn build_plan(opts: &SeedOptions) -> Plan {
     match opts.profile {
         Profile::KubesphereV4 => kubesphere_v4::plan(opts.scale),
         Profile::KubesphereV3 => kubesphere_v3::plan(),
+        Profile::KubesphereMember => kubesphere_member::plan(opts.scale),
     }
 }
 
 /// Seeds the footprint. Idempotent: seeding again re-applies every object (server-side apply),
 /// re-deletes the Terminating ones and leaves the cluster in the same state.
 pub async fn seed(client: &Client, opts: &SeedOptions) -> Result<SeededFootprint> {
-    let plan = build_plan(opts);
+    seed_plan(client, build_plan(opts), opts.profile.name(), opts).await
+}
+
+/// Seeds any plan the way [`seed`] does; `name` names its footprint.
+pub(crate) async fn seed_plan(
+    client: &Client,
+    plan: Plan,
+    name: &str,
+    opts: &SeedOptions,
+) -> Result<SeededFootprint> {
     let start = Instant::now();
     let mut steps = Vec::new();
     let seeder = Seeder {
@@ -140,7 +155,7 @@ pub async fn seed(client: &Client, opts: &SeedOptions) -> Result<SeededFootprint
     // Terminating namespaces new content), finish the removal first: the fixtures own these
     // objects on a test cluster.
     if half_deleted(client, &plan).await? {
-        let footprint = plan.footprint(opts.profile.name(), opts.scale);
+        let footprint = plan.footprint(name, opts.scale);
         crate::teardown::teardown(client, &footprint, opts).await?;
     }
     step(
@@ -201,7 +216,7 @@ pub async fn seed(client: &Client, opts: &SeedOptions) -> Result<SeededFootprint
 
     let requests = *seeder.requests.lock().unwrap_or_else(|p| p.into_inner());
     Ok(SeededFootprint {
-        footprint: plan.footprint(opts.profile.name(), opts.scale),
+        footprint: plan.footprint(name, opts.scale),
         requests,
         elapsed: start.elapsed(),
         steps,
