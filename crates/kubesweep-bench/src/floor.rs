@@ -93,6 +93,7 @@ pub async fn run(
             PhaseId::HelmReleases,
             PhaseId::HelmRecords,
             PhaseId::CustomResources,
+            PhaseId::ClusterRegistrations,
             PhaseId::ClusterLeftovers,
         ],
         &[PhaseId::Crds, PhaseId::Namespaces],

@@ -136,8 +136,10 @@ pub fn hook_instances(plan: &Plan) -> Vec<&Action> {
     let crds: BTreeSet<String> = deleted_crds(plan).into_iter().collect();
     plan.actions()
         .filter(|(phase, a)| {
-            *phase == PhaseId::CustomResources
-                && crds.contains(&a.target.resource.qualified_plural())
+            matches!(
+                *phase,
+                PhaseId::CustomResources | PhaseId::ClusterRegistrations
+            ) && crds.contains(&a.target.resource.qualified_plural())
         })
         .map(|(_, a)| a)
         .collect()
@@ -254,8 +256,10 @@ pub async fn run(
     let crds: BTreeSet<String> = deleted_crds(plan).into_iter().collect();
     let after = [PhaseId::ClusterLeftovers, PhaseId::Namespaces];
     for (phase, action) in plan.actions() {
-        let other_cr = phase == PhaseId::CustomResources
-            && !crds.contains(&action.target.resource.qualified_plural());
+        let other_cr = matches!(
+            phase,
+            PhaseId::CustomResources | PhaseId::ClusterRegistrations
+        ) && !crds.contains(&action.target.resource.qualified_plural());
         if other_cr || after.contains(&phase) {
             d.action(action)?;
         }

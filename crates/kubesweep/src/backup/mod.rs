@@ -3,7 +3,8 @@
 //! `collect` (pure) picks the objects from plan and inventory; `content`
 //! (cluster I/O) adds the content of namespaces being deleted; `archive`
 //! encodes, encrypts and verifies bytes; `file` writes and reads them durably;
-//! `take` ties these together for `apply` and `backup`; `order` (pure)
+//! `take` ties these together for `apply` and `backup`; `redact` (pure)
+//! leaves other clusters' credentials out of backups written in clear; `order` (pure)
 //! decides the restore order and patches; `restore` (cluster I/O) runs it;
 //! `stored` keeps an encrypted archive in the cluster for hook mode.
 
@@ -13,6 +14,7 @@ mod content;
 mod file;
 mod format;
 mod order;
+mod redact;
 mod restore;
 pub mod stored;
 mod take;
@@ -34,5 +36,6 @@ pub use format::{
     RestoreMode, Source, entry_path,
 };
 pub use order::{Stage, Wave, prepare_for_create, put_back_patch, remap_owner_references, waves};
+pub use redact::redact_secret_fields;
 pub use restore::{ItemReport, Outcome, RestoreError, RestoreOptions, RestoreReport, restore};
 pub use take::{TakeError, take};

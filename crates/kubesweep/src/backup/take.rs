@@ -11,6 +11,7 @@ use super::archive::{self, ArchiveError, MetadataInput};
 use super::collect::{self, BackupObject, CollectError};
 use super::content::{self, ContentError};
 use super::file::{self, BackupFileError, Destination, WrittenBackup};
+use super::redact;
 use crate::inventory::Inventory;
 use crate::plan::Plan;
 
@@ -33,7 +34,9 @@ pub enum TakeError {
 
 /// Backs up everything `plan` deletes or changes, as `inventory` holds it
 /// (plus the content of the namespaces it deletes, listed now), to
-/// `destination`, encrypted when `recipients` are given.
+/// `destination`, encrypted when `recipients` are given. Without recipients,
+/// other clusters' credentials (a host's member kubeconfigs) are left out
+/// (see [`redact`]).
 pub async fn take(
     client: &Client,
     plan: &Plan,
@@ -47,6 +50,15 @@ pub async fn take(
     let (content, incomplete) = content::namespace_content(client, inventory, &namespaces).await?;
     let known: HashSet<String> = objects.iter().map(|o| o.uid().to_owned()).collect();
     objects.extend(content.into_iter().filter(|o| !known.contains(o.uid())));
+    if recipients.is_empty() {
+        for (object, fields) in redact::redact_secret_fields(&mut objects) {
+            // Names only: the values are the point of leaving them out.
+            tracing::warn!(
+                "the backup is not encrypted: {object} is stored without {} (another cluster's credentials; pass --encrypt-to to keep them)",
+                fields.join(", ")
+            );
+        }
+    }
     let input = MetadataInput {
         cluster: plan.cluster.clone(),
         profile: plan.profile.clone(),

@@ -1428,3 +1428,58 @@ fn hook_mode_leaves_the_records_of_the_release_helm_is_uninstalling() {
     let p = plan(&profile(), &inventory, &hook);
     assert_eq!(phase_names(&p, PhaseId::HelmRecords).len(), 2);
 }
+
+#[test]
+fn a_member_agent_release_is_proven_by_the_extension_label_never_by_its_name() {
+    let profile = profile();
+    let rules = &profile.helm;
+    let labels = |pairs: &[(&str, &str)]| -> std::collections::BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    };
+    let ext = labels(&[("kubesphere.io/extension-ref", "whizard-monitoring")]);
+    // `<ext>-agent` with the label naming `<ext>`: the platform's, no InstallPlan needed.
+    assert_eq!(
+        select::label_naming_release(rules, &ext, "whizard-monitoring-agent"),
+        Some("kubesphere.io/extension-ref")
+    );
+    // The same name without the label, or with a label naming another extension: not proven.
+    for other in [
+        labels(&[]),
+        labels(&[("app.kubernetes.io/managed-by", "Helm")]),
+        labels(&[("kubesphere.io/extension-ref", "logging")]),
+        labels(&[("kubesphere.io/managed", "true")]),
+    ] {
+        assert_eq!(
+            select::label_naming_release(rules, &other, "whizard-monitoring-agent"),
+            None,
+            "{other:?}"
+        );
+    }
+    // A suffix the profile does not declare proves nothing either.
+    assert_eq!(
+        select::label_naming_release(rules, &ext, "whizard-monitoring-proxy"),
+        None
+    );
+}
+
+#[test]
+fn ks_core_and_a_release_named_ks_agent_are_the_platform_s_own() {
+    let profile = profile();
+    let own: Vec<String> = profile
+        .helm
+        .releases
+        .iter()
+        .map(|r| format!("{}/{}", r.namespace, r.name))
+        .collect();
+    assert!(own.contains(&"kubesphere-system/ks-core".to_owned()));
+    assert!(own.contains(&"kubesphere-system/ks-agent".to_owned()));
+    assert!(
+        profile
+            .controllers
+            .iter()
+            .any(|c| c.namespace == "kubesphere-system" && c.name == "ks-agent")
+    );
+}

@@ -161,6 +161,13 @@ pub enum PhaseId {
     /// Custom resources: platform finalizers stripped, deleted (Orphan when
     /// something is seen to depend on them, else Background).
     CustomResources,
+    /// The platform's registrations of other clusters (a KubeSphere host's
+    /// `clusters.cluster.kubesphere.io` objects, profile
+    /// `clusterRegistrations`), after every other custom resource: a host
+    /// still running would propagate the deletion of Workspaces, IAM objects
+    /// and extensions into the members through these, and the members'
+    /// removal is reported against them.
+    ClusterRegistrations,
     /// Platform CRDs deleted.
     Crds,
     /// RBAC, CSRs and hook leftovers.
@@ -173,7 +180,7 @@ pub enum PhaseId {
 
 impl PhaseId {
     /// Every phase, in execution order.
-    pub const ALL: [PhaseId; 14] = [
+    pub const ALL: [PhaseId; 15] = [
         PhaseId::Preflight,
         PhaseId::ValidatingWebhooks,
         PhaseId::MutatingWebhooks,
@@ -184,6 +191,7 @@ impl PhaseId {
         PhaseId::KeptObjects,
         PhaseId::CrdConversion,
         PhaseId::CustomResources,
+        PhaseId::ClusterRegistrations,
         PhaseId::Crds,
         PhaseId::ClusterLeftovers,
         PhaseId::Namespaces,
@@ -202,6 +210,7 @@ impl PhaseId {
             PhaseId::ApiServices => "aggregated APIServices",
             PhaseId::KeptObjects => "kept namespaces and user objects",
             PhaseId::CustomResources => "custom resources",
+            PhaseId::ClusterRegistrations => "member cluster registrations",
             PhaseId::CrdConversion => "CRD conversion webhooks",
             PhaseId::Crds => "CRDs",
             PhaseId::ClusterLeftovers => "cluster-scoped leftovers",
@@ -218,6 +227,7 @@ impl PhaseId {
             PhaseId::HelmWorkloads
                 | PhaseId::HelmReleases
                 | PhaseId::CustomResources
+                | PhaseId::ClusterRegistrations
                 | PhaseId::Crds
                 | PhaseId::Namespaces
         )

@@ -713,8 +713,18 @@ impl<'a> Planner<'a> {
             Some(owners) if !owners.contains(&target.uid) => Propagation::Background,
             _ => Propagation::Orphan,
         };
+        let phase = if self
+            .profile
+            .cluster_registrations
+            .iter()
+            .any(|gk| gk.group == rt.group && gk.kind == rt.kind)
+        {
+            PhaseId::ClusterRegistrations
+        } else {
+            PhaseId::CustomResources
+        };
         self.push(
-            PhaseId::CustomResources,
+            phase,
             target,
             Operation::StripFinalizersThenDelete {
                 finalizers,

@@ -1189,3 +1189,74 @@ fn custom_resources_something_depends_on_are_orphaned_the_rest_deleted_at_once()
             ))
     );
 }
+
+#[test]
+fn cluster_registrations_go_in_their_own_phase_after_every_other_custom_resource() {
+    let mut inv = kubesphere_inventory();
+    let clusters = rt(
+        "cluster.kubesphere.io",
+        "v1alpha1",
+        "Cluster",
+        "clusters",
+        false,
+    );
+    let cluster = |name: &str| {
+        obj(
+            "cluster.kubesphere.io/v1alpha1",
+            "Cluster",
+            None,
+            name,
+            json!({"metadata": {"finalizers": ["finalizer.cluster.kubesphere.io"]},
+                   "spec": {"connection": {"type": "direct", "kubeconfig": "c2VjcmV0"}}}),
+        )
+    };
+    inv.crds.push(crd(
+        clusters,
+        vec![cluster("host"), cluster("member-1")],
+        json!({}),
+    ));
+    let p = plan(&ks(), &inv, &PlanOptions::default());
+    let registrations = p
+        .phase(PhaseId::ClusterRegistrations)
+        .expect("phase")
+        .actions
+        .iter()
+        .map(|a| a.target.name.clone())
+        .collect::<Vec<_>>();
+    assert_eq!(registrations, ["host", "member-1"]);
+    for a in &p
+        .phase(PhaseId::ClusterRegistrations)
+        .expect("phase")
+        .actions
+    {
+        assert_eq!(
+            a.operation,
+            Operation::StripFinalizersThenDelete {
+                finalizers: vec!["finalizer.cluster.kubesphere.io".into()],
+                propagation: a_propagation(&a.operation),
+            }
+        );
+    }
+    let crs = p.phase(PhaseId::CustomResources).expect("phase");
+    assert!(!crs.actions.is_empty());
+    assert!(
+        crs.actions
+            .iter()
+            .all(|a| a.target.resource.kind != "Cluster")
+    );
+    let order: Vec<PhaseId> = p.phases.iter().map(|ph| ph.id).collect();
+    let at = |id| order.iter().position(|x| *x == id).expect("phase present");
+    assert!(at(PhaseId::CustomResources) < at(PhaseId::ClusterRegistrations));
+    assert!(at(PhaseId::ClusterRegistrations) < at(PhaseId::Crds));
+    assert!(PhaseId::ClusterRegistrations.waits_for_deletion());
+    // Nothing of an object's body reaches the plan: the kubeconfig stays out.
+    let text = serde_json::to_string(&p).expect("json");
+    assert!(!text.contains("c2VjcmV0"));
+}
+
+fn a_propagation(op: &Operation) -> crate::plan::Propagation {
+    match op {
+        Operation::StripFinalizersThenDelete { propagation, .. } => *propagation,
+        other => panic!("unexpected {other:?}"),
+    }
+}

@@ -62,6 +62,12 @@ pub struct Profile {
     /// extension namespaces that are kept (deleted ones take them along).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub helm_executor: Option<HelmExecutorRules>,
+    /// Kinds of platform custom resources that register *other* clusters
+    /// (KubeSphere's `Cluster` of `cluster.kubesphere.io`): deleted in their
+    /// own phase after every other custom resource. They must still be
+    /// platform instances by the CRD rules; this only orders them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cluster_registrations: Vec<GroupKind>,
     /// Objects never touched, whatever else matches.
     #[serde(default)]
     pub protected: ProtectedRules,
