@@ -4,6 +4,7 @@
 //! Profile matching and planning are pure; cluster I/O lives in `discover`,
 //! `execute` and `verify`.
 
+pub mod access_review;
 pub mod backup;
 pub mod cluster;
 pub mod discover;
