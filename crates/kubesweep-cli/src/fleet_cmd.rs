@@ -525,15 +525,14 @@ mod tests {
 
     fn flags(max: usize, allow: bool) -> ApplyFlags {
         use clap::Parser;
-        #[derive(Parser)]
-        struct T {
-            #[command(flatten)]
-            f: ApplyFlags,
-        }
-        let mut f = T::parse_from(["t"]).f;
-        f.max_actions = max;
-        f.allow_large = allow;
-        f
+        let crate::args::Command::Apply { mut flags, .. } =
+            crate::args::Cli::parse_from(["kubesweep", "apply"]).command
+        else {
+            panic!("not apply");
+        };
+        flags.max_actions = max;
+        flags.allow_large = allow;
+        flags
     }
 
     #[test]

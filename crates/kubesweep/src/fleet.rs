@@ -325,7 +325,8 @@ mod tests {
     #[test]
     fn kubeconfig_errors_do_not_quote_it() {
         let broken = "apiVersion: v1\nclusters: [sekrit-token-value\n";
-        let why = parse_kubeconfig(&SecretBytes::new(broken.as_bytes().to_vec())).expect_err("refused");
+        let why =
+            parse_kubeconfig(&SecretBytes::new(broken.as_bytes().to_vec())).expect_err("refused");
         assert!(!why.contains("sekrit"), "{why}");
         let exec = KUBECONFIG.replace(
             "user: {token: sekrit-token-value}",
@@ -336,7 +337,7 @@ mod tests {
             why.contains("run a command") && !why.contains("sekrit"),
             "{why}"
         );
-        let file = KUBECONFIG.replace("{token: sekrit-token-value}", "{token-file: /etc/sekrit}");
+        let file = KUBECONFIG.replace("{token: sekrit-token-value}", "{tokenFile: /etc/sekrit}");
         let why = parse_kubeconfig(&SecretBytes::new(file.into_bytes())).expect_err("refused");
         assert!(why.contains("local files"), "{why}");
         assert!(parse_kubeconfig(&SecretBytes::new(KUBECONFIG.as_bytes().to_vec())).is_ok());
