@@ -123,6 +123,7 @@ fn out(output: &Output) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn members_first_then_the_host_and_an_unreachable_member_stops_the_host() {
+    let started = std::time::Instant::now();
     // Three control planes at once: each `up` takes seconds, mostly waiting.
     let starts: Vec<_> = (0..3)
         .map(|_| std::thread::spawn(PrivateControlPlane::start))
@@ -151,6 +152,10 @@ async fn members_first_then_the_host_and_an_unreachable_member_stops_the_host() 
         seeded(&host_client),
         seeded(&member_clients[0]),
         seeded(&member_clients[1])
+    );
+    eprintln!(
+        "[{:>5.1}s] planes up and seeded",
+        started.elapsed().as_secs_f64()
     );
     let kubeconfigs: Vec<Vec<u8>> = members
         .iter()
@@ -216,6 +221,10 @@ async fn members_first_then_the_host_and_an_unreachable_member_stops_the_host() 
         "{doc:#}"
     );
 
+    eprintln!(
+        "[{:>5.1}s] plan --members done",
+        started.elapsed().as_secs_f64()
+    );
     // Case 1: member-b down (and member-proxied unreachable): nothing
     // changes anywhere, the host included.
     members[1].plane.stop("kube-apiserver");
@@ -260,6 +269,7 @@ async fn members_first_then_the_host_and_an_unreachable_member_stops_the_host() 
         "the host's Cluster objects changed"
     );
 
+    eprintln!("[{:>5.1}s] case 1 done", started.elapsed().as_secs_f64());
     // Case 2: --skip-unreachable: member-a and the host end clean, the
     // report names what is left and how to finish it; exit 1.
     let host_snapshot = snapshot(&host_client, &host_fp).await.expect("snapshot");
@@ -297,19 +307,36 @@ async fn members_first_then_the_host_and_an_unreachable_member_stops_the_host() 
     assert_no_secret("apply output", &skipped.stdout, &secrets);
     assert_no_secret("apply stderr", &skipped.stderr, &secrets);
 
+    eprintln!("[{:>5.1}s] case 2 done", started.elapsed().as_secs_f64());
     // Case 3: member-b back, the fleet seeded again: the whole fleet ends
     // clean, every cluster's decoys intact.
     members[1].plane.start_component("kube-apiserver");
-    let (host_fp, fp_a, fp_b2) = tokio::join!(
-        seeded(&host_client),
-        seeded(&member_clients[0]),
-        seeded(&member_clients[1])
+    // member-b was never touched: only the host and member-a need seeding.
+    let (host_fp, fp_a) = tokio::join!(seeded(&host_client), seeded(&member_clients[0]));
+    eprintln!(
+        "[{:>5.1}s] fleet seeded again",
+        started.elapsed().as_secs_f64()
     );
-    let _ = fp_b;
     for (member, kubeconfig) in members.iter().zip(&kubeconfigs) {
         add_member(&host_client, member.name, Some(kubeconfig)).await;
     }
-    let fps = [&host_fp, &fp_a, &fp_b2];
+    // verify --members reads every cluster: all three hold the footprint.
+    let verify = kubesweep(&["verify", "--members"], host.kubeconfig(), &work);
+    assert_eq!(verify.status.code(), Some(1), "{}", explain(&verify));
+    let said = out(&verify);
+    for heading in [
+        "== member member-a ",
+        "== member member-b ",
+        "== host host ",
+    ] {
+        assert!(
+            said.contains(heading),
+            "no {heading:?} in\n{}",
+            explain(&verify)
+        );
+    }
+    assert_no_secret("verify output", &verify.stdout, &secrets);
+    let fps = [&host_fp, &fp_a, &fp_b];
     let clients = [&host_client, &member_clients[0], &member_clients[1]];
     let mut before = Vec::new();
     for (client, fp) in clients.iter().zip(fps) {
@@ -353,6 +380,10 @@ async fn members_first_then_the_host_and_an_unreachable_member_stops_the_host() 
     assert_no_secret("apply output", &whole.stdout, &secrets);
     assert_no_secret("apply stderr", &whole.stderr, &secrets);
 
+    eprintln!(
+        "[{:>5.1}s] case 3 applied and checked",
+        started.elapsed().as_secs_f64()
+    );
     // Backups: one directory per cluster, named by cluster name and
     // kube-system UID, archives encrypted; nothing kubesweep wrote holds a
     // kubeconfig in clear.
