@@ -199,6 +199,26 @@ pub struct ApplyFlags {
     pub backup: BackupFlags,
 }
 
+/// The fleet: a KubeSphere host and its member clusters.
+#[derive(Debug, Args, Clone, Default)]
+pub struct FleetArgs {
+    /// The whole fleet: the members the host's clusters.cluster.kubesphere.io
+    /// objects name (their kubeconfigs are read from there and kept in memory
+    /// only), then the host (--kubeconfig/--context).
+    #[arg(long)]
+    pub members: bool,
+    /// With --members: go on without members that cannot be reached directly
+    /// (proxy connection, unreachable, unusable kubeconfig); the report names
+    /// what is left on each and how to finish it. Without it, an unreachable
+    /// member stops the run before any change on any cluster.
+    #[arg(long, requires = "members")]
+    pub skip_unreachable: bool,
+    /// With --members: members connected, planned and applied at once at most.
+    #[arg(long, requires = "members", default_value_t = 2,
+          value_parser = clap::value_parser!(u8).range(1..=16))]
+    pub max_member_concurrency: u8,
+}
+
 /// Where `apply` writes its backup before the first change.
 #[derive(Debug, Args, Clone)]
 pub struct BackupFlags {
@@ -256,6 +276,8 @@ pub enum Command {
         details: bool,
         #[command(flatten)]
         flags: PlanFlags,
+        #[command(flatten)]
+        fleet: FleetArgs,
     },
     /// Execute a plan: discover and plan now, or run a saved plan file.
     Apply {
@@ -269,6 +291,8 @@ pub enum Command {
         plan_flags: PlanFlags,
         #[command(flatten)]
         flags: ApplyFlags,
+        #[command(flatten)]
+        fleet: FleetArgs,
     },
     /// Check that nothing of the platform is left; exit 1 listing leftovers.
     Verify {
@@ -281,6 +305,8 @@ pub enum Command {
         output: Format,
         #[command(flatten)]
         flags: PlanFlags,
+        #[command(flatten)]
+        fleet: FleetArgs,
     },
     /// Write a backup archive of everything a plan would change (changes
     /// nothing), or inspect one.

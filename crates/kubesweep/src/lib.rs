@@ -9,6 +9,7 @@ pub mod backup;
 pub mod cluster;
 pub mod discover;
 pub mod execute;
+pub mod fleet;
 pub mod handover;
 pub mod helm;
 #[cfg(test)]
