@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use kubesweep::execute::{ActionReport, Outcome, PhaseReport, Progress};
+use kubesweep::execute::{ActionReport, NamespacePath, Outcome, PhaseReport, Progress};
 use kubesweep::plan::{Operation, PhaseId, Plan};
 use serde_json::{Value, json};
 
@@ -176,6 +176,29 @@ impl Progress for Audit<'_> {
 
     fn phase_finished(&self, report: &PhaseReport) {
         self.inner.phase_finished(report);
+    }
+
+    fn fast_path_write(&self, report: &ActionReport) {
+        // Not a planned action: the operation is the report's own word.
+        let mut entry = action_entry(PhaseId::Namespaces, report, None);
+        entry["operation"] = json!(report.operation);
+        entry["reason"] = json!("content of a terminating platform namespace (fast path)");
+        self.append(&entry);
+        self.inner.fast_path_write(report);
+    }
+
+    fn namespace_path(&self, path: &NamespacePath) {
+        self.append(&json!({
+            "time": now(),
+            "phase": PhaseId::Namespaces,
+            "event": "namespace-path",
+            "namespace": path.namespace,
+            "uid": path.uid,
+            "way": path.way,
+            "deleted": path.deleted,
+            "message": path.detail,
+        }));
+        self.inner.namespace_path(path);
     }
 }
 
