@@ -24,6 +24,7 @@ use kube::api::{DeleteParams, Preconditions, PropagationPolicy};
 use serde_json::Value;
 use tokio::time::Instant;
 
+use super::cancel::Cancel;
 use super::ops::{self, Ctx};
 use super::report::{ActionReport, NamespacePath, NamespaceWay, Outcome, Progress, millis};
 use super::stuck::describe_content;
@@ -48,6 +49,7 @@ pub(crate) async fn run(
     targets: Vec<ObjectRef>,
     budget: Duration,
     concurrency: usize,
+    cancel: &Cancel,
     progress: &dyn Progress,
 ) -> Vec<NamespacePath> {
     if targets.is_empty() {
@@ -71,7 +73,16 @@ pub(crate) async fn run(
     let per_namespace = concurrency.max(1).div_ceil(targets.len()).max(1);
     futures::stream::iter(targets)
         .map(|target| async move {
-            let path = one(ctx, catalog, &target, budget, per_namespace, progress).await;
+            let path = one(
+                ctx,
+                catalog,
+                &target,
+                budget,
+                per_namespace,
+                cancel,
+                progress,
+            )
+            .await;
             progress.namespace_path(&path);
             path
         })
@@ -87,6 +98,7 @@ async fn one(
     target: &ObjectRef,
     budget: Duration,
     concurrency: usize,
+    cancel: &Cancel,
     progress: &dyn Progress,
 ) -> NamespacePath {
     let api = dynamic_api(ctx.client, &target.resource, None);
@@ -107,10 +119,23 @@ async fn one(
     // Pods first, and nothing else while one remains (ordered deletion).
     let pods = only_pods(catalog);
     for types in [&pods, catalog] {
-        match settle(ctx, types, target, started + budget, concurrency, progress).await {
+        match settle(
+            ctx,
+            types,
+            target,
+            started + budget,
+            concurrency,
+            cancel,
+            progress,
+        )
+        .await
+        {
             Ok(n) => deleted += n,
             Err((n, why)) => return left(target, deleted + n, why),
         }
+    }
+    if cancel.is_cancelled() {
+        return left(target, deleted, "interrupted".into());
     }
     match ops::finalize_namespace(ctx, target, Some(catalog), false).await {
         Outcome::Done { .. } => NamespacePath {
@@ -158,12 +183,17 @@ async fn settle(
     target: &ObjectRef,
     deadline: Instant,
     concurrency: usize,
+    cancel: &Cancel,
     progress: &dyn Progress,
 ) -> Result<usize, (usize, String)> {
     let mut deleted = 0;
     let mut pause = Duration::from_millis(100);
     let mut held_since: Option<Instant> = None;
     loop {
+        // An interrupt sends no further write: the controller finishes.
+        if cancel.is_cancelled() {
+            return Err((deleted, "interrupted".into()));
+        }
         let content = namespace_content(ctx.client, types, &target.name, &[]).await;
         if !content.complete() {
             return Err((
@@ -180,7 +210,7 @@ async fn settle(
         if let Some(pod) = terminating_pod(&content) {
             return Err((deleted, format!("pod {pod} is still terminating")));
         }
-        let (count, failure) = delete_all(ctx, &content, concurrency, progress).await;
+        let (count, failure) = delete_all(ctx, &content, concurrency, cancel, progress).await;
         deleted += count;
         if let Some(failure) = failure {
             return Err((deleted, failure));
@@ -249,6 +279,7 @@ async fn delete_all(
     ctx: &Ctx<'_>,
     content: &NamespaceContent,
     concurrency: usize,
+    cancel: &Cancel,
     progress: &dyn Progress,
 ) -> (usize, Option<String>) {
     let pending: Vec<ObjectRef> = content
@@ -263,6 +294,8 @@ async fn delete_all(
         })
         .collect();
     let outcomes: Vec<Outcome> = futures::stream::iter(pending)
+        // Checked as each slot frees up, as in a phase.
+        .take_while(|_| std::future::ready(!cancel.is_cancelled()))
         .map(|target| async move {
             let started = Instant::now();
             let outcome = delete_one(ctx, &target).await;

@@ -280,6 +280,7 @@ async fn run_phase(
             deleted,
             options.wait_timeout,
             options.max_in_flight,
+            &options.cancel,
             progress,
         )
         .await
