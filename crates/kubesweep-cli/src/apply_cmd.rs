@@ -171,6 +171,10 @@ pub async fn execute_prepared(
         keep_going: flags.keep_going,
         cancel: interrupt.cancel().clone(),
         not_waited_for: held.iter().map(|h| h.namespace_uid.clone()).collect(),
+        // Not in hook mode: its generated role grants the plan's requests,
+        // not deletions of every type inside the platform namespaces.
+        namespace_fast_path: flags.namespace_wait == crate::args::NamespaceWait::Fast
+            && !flags.hook,
         ..ExecuteOptions::default()
     };
     let bars;

@@ -157,6 +157,12 @@ pub struct ApplyFlags {
     /// How long to wait, per phase, for deletions to complete.
     #[arg(long = "wait-timeout", value_name = "SECONDS", default_value_t = 180)]
     pub wait_timeout_secs: u64,
+    /// Who empties the deleted platform namespaces: `fast` (kubesweep deletes
+    /// their content with UID preconditions, proves them empty and finalizes
+    /// them; a namespace where the proof cannot be had is left to the
+    /// controller) or `controller` (wait for the namespace controller).
+    #[arg(long, value_enum, default_value_t = NamespaceWait::Fast)]
+    pub namespace_wait: NamespaceWait,
     /// Blast-radius guard: a plan with more actions needs --allow-large.
     #[arg(long, default_value_t = 2000)]
     pub max_actions: usize,
@@ -428,4 +434,14 @@ impl Command {
             Command::Man => "man",
         }
     }
+}
+
+/// Who empties and finalizes the platform namespaces `apply` deletes.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq, Default)]
+pub enum NamespaceWait {
+    /// kubesweep, at the API server's speed, where it can prove them empty.
+    #[default]
+    Fast,
+    /// The namespace controller, at the controller manager's request rate.
+    Controller,
 }

@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 
 use super::report::Outcome;
 use super::stuck;
-use crate::discover::{dynamic_api, error_message};
+use crate::discover::{ApiCatalog, dynamic_api, error_message, namespace_content};
 use crate::inventory::NamespaceContent;
 use crate::plan::{Action, Operation, Propagation};
 use crate::profile::ALWAYS_PROTECTED_NAMESPACES;
@@ -135,7 +135,7 @@ pub(crate) async fn run_action(ctx: &Ctx<'_>, action: &Action) -> Outcome {
             propagation,
         } => strip_finalizers_then_delete(ctx, &api, target, finalizers, *propagation).await,
         Operation::DisableConversionWebhook => disable_conversion(ctx, &api, target).await,
-        Operation::FinalizeNamespaceIfStuck => finalize_namespace(ctx, target).await,
+        Operation::FinalizeNamespaceIfStuck => finalize_namespace(ctx, target, None, true).await,
         Operation::RewriteHelmRecord { remove_kinds } => {
             super::helm_record::rewrite_record(ctx, &api, target, remove_kinds).await
         }
@@ -537,7 +537,19 @@ async fn disable_conversion(
 /// is detected by its resourceVersion. Anything else is a failure that names
 /// the namespace, its conditions and the content found, so the run ends
 /// non-zero with the namespace still there and nothing orphaned.
-async fn finalize_namespace(ctx: &Ctx<'_>, target: &ObjectRef) -> Outcome {
+///
+/// The namespace fast path ([`super::fast_ns`]) ends here too, with the
+/// catalog it discovered once the namespace was Terminating (no new type
+/// can hold content in it since) and without the controller's conditions:
+/// they date from the controller's last pass, before kubesweep deleted the
+/// content, and the listing made here after reading the namespace is the
+/// proof either way.
+pub(crate) async fn finalize_namespace(
+    ctx: &Ctx<'_>,
+    target: &ObjectRef,
+    catalog: Option<&ApiCatalog>,
+    heed_conditions: bool,
+) -> Outcome {
     if !ctx.allow_finalize {
         return Outcome::Skipped {
             reason: "the plan does not allow finalizing stuck namespaces".into(),
@@ -565,8 +577,16 @@ async fn finalize_namespace(ctx: &Ctx<'_>, target: &ObjectRef) -> Outcome {
         // Listed after reading the namespace: a Terminating namespace
         // accepts no new objects, so what is empty now stays empty. Listed
         // even when a condition already blocks, to name what is left.
-        let listed = stuck::remaining_content(ctx.client, &target.name).await;
-        match (finalize_blocker(&object), listed) {
+        let listed = match catalog {
+            Some(catalog) => Ok(namespace_content(ctx.client, catalog, &target.name, &[]).await),
+            None => stuck::remaining_content(ctx.client, &target.name).await,
+        };
+        let blocker = if heed_conditions {
+            finalize_blocker(&object)
+        } else {
+            None
+        };
+        match (blocker, listed) {
             (None, Ok(content)) if content.complete() && content.iter().next().is_none() => {}
             (Some(reason), Ok(content)) => return stuck(target, &object, reason, Some(&content)),
             (Some(reason), Err(message)) => {
