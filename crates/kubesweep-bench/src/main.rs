@@ -108,6 +108,10 @@ struct RunArgs {
     /// `--wait-timeout` of apply, seconds per phase.
     #[arg(long, default_value_t = 180)]
     wait_timeout: u64,
+    /// `--namespace-wait` of apply: `fast` (kubesweep empties and finalizes
+    /// the platform namespaces) or `controller` (the namespace controller does).
+    #[arg(long, default_value = "fast", value_parser = ["fast", "controller"])]
+    namespace_wait: String,
     /// Whether other work ran on the machine, for the report.
     #[arg(long, default_value = "no other work known")]
     note: String,
@@ -301,6 +305,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
                         ]);
                     }
                     apply.extend(["--wait-timeout".into(), args.wait_timeout.to_string()]);
+                    apply.extend(["--namespace-wait".into(), args.namespace_wait.clone()]);
                     if args.allow_large {
                         apply.push("--allow-large".into());
                     }

@@ -63,7 +63,42 @@ pub async fn run(
     ));
 
     let cluster = session::connect_as(cluster_args, flags.hook).await?;
-    let inventory = kubesweep::discover::discover(&cluster.client, &profile, &cluster.identity)
+    let prepared = prepare(cluster, &profile, &options, saved, flags).await?;
+    if prepared.plan.is_empty() {
+        say!(
+            "nothing to do: no object of profile {} is left on {}",
+            profile.name,
+            prepared.cluster.identity.server
+        );
+        return finish_with_verify(&prepared.cluster, &profile, &options, None, &[]).await;
+    }
+    confirm(&prepared.cluster, &prepared.plan, flags)?;
+    execute_prepared(prepared, &profile, &options, flags, log_format, &interrupt).await
+}
+
+/// A cluster ready for its confirmation: discovered, planned (or its saved
+/// plan checked against it), and through preflight. Nothing was changed.
+pub struct Prepared {
+    /// The connected cluster.
+    pub cluster: Cluster,
+    /// What discovery found.
+    pub inventory: kubesweep::inventory::Inventory,
+    /// The plan to confirm.
+    pub plan: Plan,
+    /// Platform controllers found running (to stop, with --stop-controllers).
+    pub running: Vec<RunningController>,
+}
+
+/// Discovers, plans (or checks `saved` against this cluster: its identity
+/// and the UIDs it names) and runs preflight; changes nothing.
+pub async fn prepare(
+    cluster: Cluster,
+    profile: &Profile,
+    options: &kubesweep::plan::PlanOptions,
+    saved: Option<Plan>,
+    flags: &ApplyFlags,
+) -> Result<Prepared, CliError> {
+    let inventory = kubesweep::discover::discover(&cluster.client, profile, &cluster.identity)
         .await
         .map_err(plan_cmd::discover_error)?;
     let plan = match saved {
@@ -72,20 +107,40 @@ pub async fn run(
                 .map_err(|e| CliError::new(Exit::StalePlan, e.to_string()))?;
             plan
         }
-        None => kubesweep::plan::plan(&profile, &inventory, &options),
+        None => kubesweep::plan::plan(profile, &inventory, options),
     };
+    let running = if plan.is_empty() {
+        Vec::new()
+    } else {
+        preflight(&cluster, profile, &inventory, &plan, flags).await?
+    };
+    Ok(Prepared {
+        cluster,
+        inventory,
+        plan,
+        running,
+    })
+}
 
+/// Everything after the confirmation: the backup, the re-plan before the
+/// first change, the execution, the verification; the audit record.
+pub async fn execute_prepared(
+    prepared: Prepared,
+    profile: &Profile,
+    options: &kubesweep::plan::PlanOptions,
+    flags: &ApplyFlags,
+    log_format: LogFormat,
+    interrupt: &Interrupt,
+) -> Result<Exit, CliError> {
+    let Prepared {
+        cluster,
+        inventory,
+        plan,
+        running,
+    } = prepared;
     if plan.is_empty() {
-        say!(
-            "nothing to do: no object of profile {} is left on {}",
-            profile.name,
-            cluster.identity.server
-        );
-        return finish_with_verify(&cluster, &profile, &options, None, &[]).await;
+        return finish_with_verify(&cluster, profile, options, None, &[]).await;
     }
-
-    let running = preflight(&cluster, &profile, &inventory, &plan, flags).await?;
-    confirm(&cluster, &plan, flags)?;
     // Nothing is mutated before the backup is written and verified, not even
     // the controllers' replica counts. An interrupt drops the backup whole
     // (its temporary file goes with it) or lets it finish, never half.
@@ -99,7 +154,7 @@ pub async fn run(
         ))
         .await?;
     let plan = interrupt
-        .before_changes(still_confirmed(&cluster, &profile, &plan, &options))
+        .before_changes(still_confirmed(&cluster, profile, &plan, options))
         .await?;
 
     if flags.hook
@@ -116,6 +171,10 @@ pub async fn run(
         keep_going: flags.keep_going,
         cancel: interrupt.cancel().clone(),
         not_waited_for: held.iter().map(|h| h.namespace_uid.clone()).collect(),
+        // Not in hook mode: its generated role grants the plan's requests,
+        // not deletions of every type inside the platform namespaces.
+        namespace_fast_path: flags.namespace_wait == crate::args::NamespaceWait::Fast
+            && !flags.hook,
         ..ExecuteOptions::default()
     };
     let bars;
@@ -142,8 +201,8 @@ pub async fn run(
     );
     let outcome = change(
         &cluster,
-        &profile,
-        &options,
+        profile,
+        options,
         &plan,
         &running,
         flags,

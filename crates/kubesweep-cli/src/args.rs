@@ -157,6 +157,12 @@ pub struct ApplyFlags {
     /// How long to wait, per phase, for deletions to complete.
     #[arg(long = "wait-timeout", value_name = "SECONDS", default_value_t = 180)]
     pub wait_timeout_secs: u64,
+    /// Who empties the deleted platform namespaces: `fast` (kubesweep deletes
+    /// their content with UID preconditions, proves them empty and finalizes
+    /// them; a namespace where the proof cannot be had is left to the
+    /// controller) or `controller` (wait for the namespace controller).
+    #[arg(long, value_enum, default_value_t = NamespaceWait::Fast)]
+    pub namespace_wait: NamespaceWait,
     /// Blast-radius guard: a plan with more actions needs --allow-large.
     #[arg(long, default_value_t = 2000)]
     pub max_actions: usize,
@@ -197,6 +203,26 @@ pub struct ApplyFlags {
     pub termination_message_path: PathBuf,
     #[command(flatten)]
     pub backup: BackupFlags,
+}
+
+/// The fleet: a KubeSphere host and its member clusters.
+#[derive(Debug, Args, Clone, Default)]
+pub struct FleetArgs {
+    /// The whole fleet: the members the host's clusters.cluster.kubesphere.io
+    /// objects name (their kubeconfigs are read from there and kept in memory
+    /// only), then the host (--kubeconfig/--context).
+    #[arg(long)]
+    pub members: bool,
+    /// With --members: go on without members that cannot be reached directly
+    /// (proxy connection, unreachable, unusable kubeconfig); the report names
+    /// what is left on each and how to finish it. Without it, an unreachable
+    /// member stops the run before any change on any cluster.
+    #[arg(long, requires = "members")]
+    pub skip_unreachable: bool,
+    /// With --members: members connected, planned and applied at once at most.
+    #[arg(long, requires = "members", default_value_t = 2,
+          value_parser = clap::value_parser!(u8).range(1..=16))]
+    pub max_member_concurrency: u8,
 }
 
 /// Where `apply` writes its backup before the first change.
@@ -256,6 +282,8 @@ pub enum Command {
         details: bool,
         #[command(flatten)]
         flags: PlanFlags,
+        #[command(flatten)]
+        fleet: FleetArgs,
     },
     /// Execute a plan: discover and plan now, or run a saved plan file.
     Apply {
@@ -269,6 +297,8 @@ pub enum Command {
         plan_flags: PlanFlags,
         #[command(flatten)]
         flags: ApplyFlags,
+        #[command(flatten)]
+        fleet: FleetArgs,
     },
     /// Check that nothing of the platform is left; exit 1 listing leftovers.
     Verify {
@@ -281,6 +311,8 @@ pub enum Command {
         output: Format,
         #[command(flatten)]
         flags: PlanFlags,
+        #[command(flatten)]
+        fleet: FleetArgs,
     },
     /// Write a backup archive of everything a plan would change (changes
     /// nothing), or inspect one.
@@ -402,4 +434,14 @@ impl Command {
             Command::Man => "man",
         }
     }
+}
+
+/// Who empties and finalizes the platform namespaces `apply` deletes.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq, Default)]
+pub enum NamespaceWait {
+    /// kubesweep, at the API server's speed, where it can prove them empty.
+    #[default]
+    Fast,
+    /// The namespace controller, at the controller manager's request rate.
+    Controller,
 }

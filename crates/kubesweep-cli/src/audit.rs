@@ -11,7 +11,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use kubesweep::execute::{ActionReport, Outcome, PhaseReport, Progress};
+use kubesweep::execute::{
+    ActionReport, NamespacePath, NamespaceWay, Outcome, PhaseReport, Progress,
+};
 use kubesweep::plan::{Operation, PhaseId, Plan};
 use serde_json::{Value, json};
 
@@ -176,6 +178,41 @@ impl Progress for Audit<'_> {
 
     fn phase_finished(&self, report: &PhaseReport) {
         self.inner.phase_finished(report);
+    }
+
+    fn fast_path_write(&self, report: &ActionReport) {
+        // Not a planned action: the operation is the report's own word.
+        let mut entry = action_entry(PhaseId::Namespaces, report, None);
+        entry["operation"] = json!(report.operation);
+        entry["reason"] = json!("content of a terminating platform namespace (fast path)");
+        self.append(&entry);
+        self.inner.fast_path_write(report);
+    }
+
+    fn namespace_path(&self, path: &NamespacePath) {
+        // Shaped like a write's line: on the fast path it is the record of
+        // the `/finalize` kubesweep sent; otherwise of the write it did not make.
+        let (operation, result) = match path.way {
+            NamespaceWay::Fast => ("finalize (namespace fast path)", "done"),
+            NamespaceWay::Controller => ("none (left to the namespace controller)", "skipped"),
+        };
+        self.append(&json!({
+            "time": now(),
+            "phase": PhaseId::Namespaces,
+            "event": "namespace-path",
+            "apiVersion": "v1",
+            "kind": "Namespace",
+            "namespace": path.namespace,
+            "name": path.namespace,
+            "uid": path.uid,
+            "operation": operation,
+            "reason": "the platform namespace's content, emptied by kubesweep where it can prove it empty",
+            "result": result,
+            "way": path.way,
+            "deleted": path.deleted,
+            "message": path.detail,
+        }));
+        self.inner.namespace_path(path);
     }
 }
 

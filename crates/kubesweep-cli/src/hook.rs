@@ -50,7 +50,7 @@ pub fn status_line(message: impl Display) {
     if JSON_LINES.load(Ordering::Relaxed) {
         tracing::info!(target: "kubesweep_cli", "{message}");
     } else {
-        eprintln!("{message}");
+        stderr_line(message);
     }
 }
 
@@ -67,8 +67,16 @@ pub fn say_error(message: impl Display) {
     if JSON_LINES.load(Ordering::Relaxed) {
         tracing::error!(target: "kubesweep_cli", "{message}");
     } else {
-        eprintln!("{message}");
+        stderr_line(message);
     }
+}
+
+/// One line on stderr, whatever became of the reader: `eprintln!` panics
+/// when stderr is closed (a `| tee` killed, a bench's reader gone), and a
+/// panic in the signal listener would leave every later signal swallowed.
+fn stderr_line(message: impl Display) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr().lock(), "{message}");
 }
 
 /// Adds a line to the summary (nothing outside hook mode).

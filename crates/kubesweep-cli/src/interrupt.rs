@@ -70,8 +70,7 @@ impl Interrupt {
                 undo_hints: Vec::new(),
             })),
         };
-        let handler = me.clone();
-        tokio::spawn(async move { handler.listen().await });
+        me.listen();
         me
     }
 
@@ -130,16 +129,28 @@ impl Interrupt {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Registers for the signals now (so none arriving after `install`
+    /// returns gets its default action) and reacts to them in a task.
     #[cfg(unix)]
-    async fn listen(self) {
+    fn listen(&self) {
         use tokio::signal::unix::{SignalKind, signal};
-        let (Ok(mut int), Ok(mut term)) = (
+        let (Ok(int), Ok(term)) = (
             signal(SignalKind::interrupt()),
             signal(SignalKind::terminate()),
         ) else {
             tracing::warn!("signal handlers could not be installed; Ctrl-C ends the run at once");
             return;
         };
+        let handler = self.clone();
+        tokio::spawn(async move { handler.react(int, term).await });
+    }
+
+    #[cfg(unix)]
+    async fn react(
+        self,
+        mut int: tokio::signal::unix::Signal,
+        mut term: tokio::signal::unix::Signal,
+    ) {
         let mut count = 0u32;
         loop {
             tokio::select! {
@@ -150,11 +161,15 @@ impl Interrupt {
             let stage = self.lock().stage;
             match reaction(count, stage) {
                 Reaction::Stop => {
-                    crate::hook::say_error(
-                        "kubesweep: interrupted: finishing the requests in flight, starting nothing new \
-                         (interrupt again to abort at once)",
-                    );
                     self.cancel.cancel();
+                    // From a thread of its own: a stderr nobody reads (a full
+                    // pipe) must not keep the listener from the next signal.
+                    std::thread::spawn(|| {
+                        crate::hook::say_error(
+                            "kubesweep: interrupted: finishing the requests in flight, starting nothing new \
+                             (interrupt again to abort at once)",
+                        )
+                    });
                 }
                 Reaction::Abort => self.abort(stage),
             }
@@ -162,7 +177,7 @@ impl Interrupt {
     }
 
     #[cfg(not(unix))]
-    async fn listen(self) {}
+    fn listen(&self) {}
 
     /// Ends the process now: removes this process's temporary backup file
     /// (destructors do not run on exit) and says what is left to undo.
@@ -188,10 +203,16 @@ impl Interrupt {
                 lines.push(format!("to undo --stop-controllers, run: {hint}"));
             }
         }
+        crate::hook::finish(Exit::Interrupted as u8, Some(&lines.join("; ")));
+        // The lines go to stderr last, and the process ends even if nobody
+        // reads it (a full pipe blocks the write): an abort must abort.
+        std::thread::spawn(|| {
+            std::thread::sleep(std::time::Duration::from_secs(2));
+            std::process::exit(Exit::Interrupted as i32);
+        });
         for line in &lines {
             crate::hook::say_error(format!("kubesweep: {line}"));
         }
-        crate::hook::finish(Exit::Interrupted as u8, Some(&lines.join("; ")));
         std::process::exit(Exit::Interrupted as i32);
     }
 }

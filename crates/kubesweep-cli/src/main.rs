@@ -7,6 +7,7 @@ mod audit;
 mod backup_cmd;
 mod docs_cmd;
 mod exit;
+mod fleet_cmd;
 mod hook;
 mod interrupt;
 mod plan_cmd;
@@ -102,7 +103,20 @@ async fn run(cli: args::Cli) -> Result<Exit, CliError> {
             save,
             details,
             flags,
+            fleet,
         } => {
+            if fleet.members {
+                return fleet_cmd::plan(
+                    &cluster,
+                    &profile,
+                    &flags,
+                    &output,
+                    save.as_deref(),
+                    details,
+                    &fleet,
+                )
+                .await;
+            }
             plan_cmd::run(
                 &cluster,
                 &profile,
@@ -119,7 +133,20 @@ async fn run(cli: args::Cli) -> Result<Exit, CliError> {
             profile,
             plan_flags,
             flags,
+            fleet,
         } => {
+            if fleet.members {
+                return fleet_cmd::apply(
+                    plan_file.as_deref(),
+                    &cluster,
+                    &profile,
+                    &plan_flags,
+                    &flags,
+                    &fleet,
+                    log_format,
+                )
+                .await;
+            }
             apply_cmd::run(
                 plan_file.as_deref(),
                 &cluster,
@@ -135,7 +162,13 @@ async fn run(cli: args::Cli) -> Result<Exit, CliError> {
             profile,
             output,
             flags,
-        } => verify_cmd::run(&cluster, &profile, &flags, output).await,
+            fleet,
+        } => {
+            if fleet.members {
+                return fleet_cmd::verify(&cluster, &profile, &flags, output, &fleet).await;
+            }
+            verify_cmd::run(&cluster, &profile, &flags, output).await
+        }
         args::Command::Backup {
             action,
             cluster,

@@ -8,7 +8,7 @@ use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
-use kubesweep::execute::{ActionReport, PhaseReport, Progress};
+use kubesweep::execute::{ActionReport, NamespacePath, PhaseReport, Progress};
 use kubesweep::plan::PhaseId;
 
 /// The bars of this process, once any are drawn.
@@ -140,6 +140,16 @@ impl Progress for Lines {
             failed,
             duration_ms = report.duration_ms,
             "phase finished"
+        );
+    }
+
+    fn namespace_path(&self, path: &NamespacePath) {
+        tracing::info!(
+            namespace = path.namespace,
+            way = ?path.way,
+            deleted = path.deleted,
+            detail = path.detail,
+            "namespace path"
         );
     }
 }

@@ -530,3 +530,50 @@ fn a_backup_read_with_the_wrong_key_exits_5_and_restores_nothing() {
         assert!(err.contains("failed to decrypt"), "{command}: {err}");
     }
 }
+
+/// An interrupt ends the run even when nobody reads its output any more
+/// (`kubesweep apply | tee log` with tee killed): the message it prints
+/// cannot be written, and the signal must still end the process (it once
+/// swallowed every later signal). Before any change, one is enough.
+#[test]
+fn an_interrupt_ends_the_run_even_when_its_output_is_closed() {
+    use std::process::Stdio;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    // A server that accepts and never answers keeps the run waiting in its
+    // first request (for its 10 s connect timeout) while the signal comes.
+    let (accepted_tx, accepted) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming().flatten() {
+            held.push(stream);
+            let _ = accepted_tx.send(());
+        }
+    });
+    let kubeconfig = kubeconfig_for(dir.path(), &format!("https://127.0.0.1:{port}"), "t");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kubesweep"))
+        .args(["apply", "--yes", "--no-backup"])
+        .env_remove("KUBECONFIG")
+        .env("HOME", "/nonexistent")
+        .env("KUBECONFIG", &kubeconfig)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run kubesweep");
+    // Both readers gone: every write of the child's fails from now on.
+    drop(child.stdout.take());
+    drop(child.stderr.take());
+    accepted
+        .recv_timeout(Duration::from_secs(30))
+        .expect("kubesweep connects to the server");
+    let kill = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("run kill");
+    assert!(kill.success());
+    let status = child.wait().expect("wait for kubesweep");
+    // 3 would be the silent server's timeout: the signal was swallowed.
+    assert_eq!(status.code(), Some(130), "{status:?}");
+}

@@ -265,8 +265,18 @@ async fn with_the_controller_manager_down_no_namespace_is_finalized_over_its_con
     // Finalizing stuck namespaces is on by default (--no-finalize-stuck-namespaces
     // turns it off); --keep-going so no earlier wait (nothing is garbage
     // collected now) keeps the run from reaching it.
+    // The controller path: the last resort's own proof is under test here
+    // (the fast path would delete the content itself, see namespace_fast_path.rs).
     let apply = kubesweep_as(
-        &["apply", "--yes", "--wait-timeout", "3", "--keep-going"],
+        &[
+            "apply",
+            "--yes",
+            "--wait-timeout",
+            "3",
+            "--keep-going",
+            "--namespace-wait",
+            "controller",
+        ],
         plane.kubeconfig(),
     );
     assert_eq!(apply.status.code(), Some(1), "{}", explain(&apply));

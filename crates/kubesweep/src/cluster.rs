@@ -129,6 +129,10 @@ pub enum ClusterError {
         /// What it answered.
         detail: String,
     },
+    /// A kubeconfig held in memory (a member's) could not be turned into a
+    /// client. Says no more: the parser's words could quote secret material.
+    #[error("the kubeconfig is unusable (incomplete context, cluster or credentials)")]
+    InMemoryKubeconfig,
     /// Any other API error while identifying the cluster.
     #[error("failed to identify the cluster at {server}")]
     Api {
@@ -200,6 +204,31 @@ pub async fn connect(options: &ConnectOptions) -> Result<Cluster, ClusterError> 
     // One bound for the first contact, retries included: a server that
     // accepts connections but never completes a handshake would otherwise
     // cost a connect timeout per attempt.
+    let deadline = options.connect_timeout + FIRST_CONTACT_SLACK;
+    let identity = tokio::time::timeout(deadline, identify(&client, &server, context))
+        .await
+        .map_err(|_| ClusterError::NoAnswer {
+            server: server.clone(),
+            after: deadline,
+        })??;
+    Ok(Cluster { client, identity })
+}
+
+/// Connects with a kubeconfig held in memory (a member cluster's, read from
+/// the host's Cluster object) and its current context, and identifies the
+/// cluster as [`connect`] does. Nothing of the kubeconfig goes into the error:
+/// a failure before the first request is [`ClusterError::InMemoryKubeconfig`].
+pub async fn connect_with_kubeconfig(
+    kubeconfig: Kubeconfig,
+    options: &ConnectOptions,
+) -> Result<Cluster, ClusterError> {
+    let context = kubeconfig.current_context.clone();
+    let mut config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+        .await
+        .map_err(|_| ClusterError::InMemoryKubeconfig)?;
+    tune_config(&mut config, options);
+    let server = config.cluster_url.to_string();
+    let client = build_client(config).map_err(|_| ClusterError::InMemoryKubeconfig)?;
     let deadline = options.connect_timeout + FIRST_CONTACT_SLACK;
     let identity = tokio::time::timeout(deadline, identify(&client, &server, context))
         .await

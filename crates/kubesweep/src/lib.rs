@@ -4,10 +4,12 @@
 //! Profile matching and planning are pure; cluster I/O lives in `discover`,
 //! `execute` and `verify`.
 
+pub mod access_review;
 pub mod backup;
 pub mod cluster;
 pub mod discover;
 pub mod execute;
+pub mod fleet;
 pub mod handover;
 pub mod helm;
 #[cfg(test)]

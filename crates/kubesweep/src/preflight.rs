@@ -1,21 +1,16 @@
 //! Preflight: what must hold before a plan runs. Which permissions the run
 //! needs (discovery's reads and the plan's changes) and which of them the
-//! caller lacks (SelfSubjectAccessReview, one per distinct
-//! verb/resource/namespace), which platform controllers still run
+//! caller lacks (proven in tiers, [`crate::access_review`]), which platform controllers still run
 //! (they would recreate what we remove), and stopping them (scale to zero,
 //! wait until their pods are gone, bounded).
 
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::authorization::v1::{
-    ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec,
-};
 use k8s_openapi::api::core::v1::Pod;
 use kube::Client;
-use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, ListParams, Patch, PatchParams};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tokio::time::Instant;
@@ -25,9 +20,6 @@ use crate::inventory::Inventory;
 use crate::plan::{Operation, PhaseId, Plan};
 use crate::profile::Profile;
 use crate::retry::{self, RetryPolicy};
-
-/// How many access reviews run at the same time.
-const REVIEW_CONCURRENCY: usize = 16;
 
 /// One permission: a verb on a resource (optionally a subresource), in a
 /// namespace or cluster-wide.
@@ -228,64 +220,14 @@ pub fn required_permissions(plan: &Plan) -> Vec<Permission> {
     out.into_iter().collect()
 }
 
-/// Asks the API server, for each permission, whether the caller has it, and
-/// returns those it lacks.
+/// Asks the API server which of `permissions` the caller lacks: the same
+/// answer as one access review each, proven with far fewer requests (see
+/// [`crate::access_review`]).
 pub async fn missing_permissions(
     client: &Client,
     permissions: &[Permission],
 ) -> Result<Vec<MissingPermission>, PreflightError> {
-    let api: Api<SelfSubjectAccessReview> = Api::all(client.clone());
-    let reviews: Vec<Result<Option<MissingPermission>, PreflightError>> =
-        futures::stream::iter(permissions.iter().cloned())
-            .map(|permission| {
-                let api = api.clone();
-                async move {
-                    let review = SelfSubjectAccessReview {
-                        spec: SelfSubjectAccessReviewSpec {
-                            resource_attributes: Some(ResourceAttributes {
-                                verb: Some(permission.verb.clone()),
-                                group: Some(permission.group.clone()),
-                                resource: Some(permission.resource.clone()),
-                                subresource: permission.subresource.clone(),
-                                namespace: permission.namespace.clone(),
-                                ..ResourceAttributes::default()
-                            }),
-                            ..SelfSubjectAccessReviewSpec::default()
-                        },
-                        ..SelfSubjectAccessReview::default()
-                    };
-                    let what = format!("access review {permission}");
-                    let params = PostParams::default();
-                    let answer = retry::with_retry(&RetryPolicy::standard(), &what, || {
-                        api.create(&params, &review)
-                    })
-                    .await
-                    .map_err(|source| PreflightError::AccessReview {
-                        permission: permission.clone(),
-                        source,
-                    })?;
-                    let status = answer.status.unwrap_or_default();
-                    if status.allowed {
-                        return Ok(None);
-                    }
-                    let reason = [status.reason, status.evaluation_error]
-                        .into_iter()
-                        .flatten()
-                        .filter(|s| !s.is_empty())
-                        .collect::<Vec<_>>()
-                        .join("; ");
-                    Ok(Some(MissingPermission { permission, reason }))
-                }
-            })
-            .buffer_unordered(REVIEW_CONCURRENCY)
-            .collect()
-            .await;
-    let mut missing = Vec::new();
-    for review in reviews {
-        missing.extend(review?);
-    }
-    missing.sort_by(|a, b| a.permission.cmp(&b.permission));
-    Ok(missing)
+    crate::access_review::missing_permissions(client, permissions).await
 }
 
 /// The profile's controllers that exist with `spec.replicas > 0`.

@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 
 use super::report::Outcome;
 use super::stuck;
-use crate::discover::{dynamic_api, error_message};
+use crate::discover::{ApiCatalog, dynamic_api, error_message, namespace_content};
 use crate::inventory::NamespaceContent;
 use crate::plan::{Action, Operation, Propagation};
 use crate::profile::ALWAYS_PROTECTED_NAMESPACES;
@@ -135,7 +135,7 @@ pub(crate) async fn run_action(ctx: &Ctx<'_>, action: &Action) -> Outcome {
             propagation,
         } => strip_finalizers_then_delete(ctx, &api, target, finalizers, *propagation).await,
         Operation::DisableConversionWebhook => disable_conversion(ctx, &api, target).await,
-        Operation::FinalizeNamespaceIfStuck => finalize_namespace(ctx, target).await,
+        Operation::FinalizeNamespaceIfStuck => finalize_namespace(ctx, target, None, true).await,
         Operation::RewriteHelmRecord { remove_kinds } => {
             super::helm_record::rewrite_record(ctx, &api, target, remove_kinds).await
         }
@@ -211,6 +211,20 @@ pub(crate) async fn delete_bound(
     target: &ObjectRef,
     propagation: Propagation,
 ) -> Outcome {
+    delete_bound_keeping(ctx, api, target, propagation).await.0
+}
+
+/// [`delete_bound`], also returning the object as the server answered the
+/// delete when it still exists (finalizers pending): it is the planned object
+/// (the UID precondition held) as of that moment, so the finalizer strip that
+/// follows can start from it instead of a GET of its own; its patch tests the
+/// resourceVersion, so a change since is still detected and re-read.
+async fn delete_bound_keeping(
+    ctx: &Ctx<'_>,
+    api: &Api<DynamicObject>,
+    target: &ObjectRef,
+    propagation: Propagation,
+) -> (Outcome, Option<DynamicObject>) {
     let params = DeleteParams {
         propagation_policy: Some(propagation_policy(propagation)),
         preconditions: Some(Preconditions {
@@ -224,24 +238,30 @@ pub(crate) async fn delete_bound(
         .request(&what, || api.delete(&target.name, &params))
         .await
     {
-        Ok(_) => Outcome::Done { detail: None },
-        Err(err) if retry::is_not_found(&err) => Outcome::AlreadyGone,
-        Err(err) if retry::is_conflict(&err) => match get_opt(ctx, api, target).await {
-            Ok(None) => Outcome::AlreadyGone,
-            Ok(Some(object)) => stale(&object, target).unwrap_or_else(|| Outcome::Failed {
-                message: error_message(&err),
-            }),
-            Err(read) => Outcome::Failed {
-                message: format!(
-                    "{}; re-read failed: {}",
-                    error_message(&err),
-                    error_message(&read)
-                ),
+        Ok(answer) => (Outcome::Done { detail: None }, answer.left()),
+        Err(err) if retry::is_not_found(&err) => (Outcome::AlreadyGone, None),
+        Err(err) if retry::is_conflict(&err) => (
+            match get_opt(ctx, api, target).await {
+                Ok(None) => Outcome::AlreadyGone,
+                Ok(Some(object)) => stale(&object, target).unwrap_or_else(|| Outcome::Failed {
+                    message: error_message(&err),
+                }),
+                Err(read) => Outcome::Failed {
+                    message: format!(
+                        "{}; re-read failed: {}",
+                        error_message(&err),
+                        error_message(&read)
+                    ),
+                },
             },
-        },
-        Err(err) => Outcome::Failed {
-            message: error_message(&err),
-        },
+            None,
+        ),
+        Err(err) => (
+            Outcome::Failed {
+                message: error_message(&err),
+            },
+            None,
+        ),
     }
 }
 
@@ -256,12 +276,31 @@ pub(crate) async fn strip_metadata(
     target: &ObjectRef,
     removal: &Removal,
 ) -> Outcome {
+    strip_metadata_from(ctx, api, target, removal, None).await
+}
+
+/// [`strip_metadata`] whose first round starts from `known`, an answer of
+/// the server about the target (UID checked here again), instead of a read.
+async fn strip_metadata_from(
+    ctx: &Ctx<'_>,
+    api: &Api<DynamicObject>,
+    target: &ObjectRef,
+    removal: &Removal,
+    mut known: Option<DynamicObject>,
+) -> Outcome {
     let mut last_error = String::new();
     for round in 0..MAX_PATCH_ROUNDS {
         if round > 0 {
             tokio::time::sleep(ctx.retry.backoff(round - 1)).await;
         }
-        let object = match read_bound(ctx, api, target).await {
+        let read = match known.take() {
+            Some(object) => match stale(&object, target) {
+                Some(outcome) => Err(outcome),
+                None => Ok(object),
+            },
+            None => read_bound(ctx, api, target).await,
+        };
+        let object = match read {
             Ok(object) => object,
             Err(outcome) => return outcome,
         };
@@ -398,10 +437,14 @@ async fn strip_finalizers_then_delete(
     finalizers: &[String],
     propagation: Propagation,
 ) -> Outcome {
-    match delete_bound(ctx, api, target, propagation).await {
-        Outcome::Done { .. } => {}
-        other => return other,
-    }
+    let answered = match delete_bound_keeping(ctx, api, target, propagation).await {
+        (Outcome::Done { .. }, answered) => answered,
+        (other, _) => return other,
+    };
+    // The delete's answer carries no object when it is already gone.
+    let Some(answered) = answered else {
+        return Outcome::Done { detail: None };
+    };
     if finalizers.is_empty() {
         return Outcome::Done { detail: None };
     }
@@ -409,7 +452,7 @@ async fn strip_finalizers_then_delete(
         finalizers: finalizers.to_vec(),
         ..Removal::default()
     };
-    match strip_metadata(ctx, api, target, &removal).await {
+    match strip_metadata_from(ctx, api, target, &removal, Some(answered)).await {
         // Gone right after the delete (no other finalizer): that is success.
         Outcome::AlreadyGone | Outcome::Done { .. } => Outcome::Done { detail: None },
         Outcome::Failed { message } => Outcome::Failed {
@@ -494,7 +537,19 @@ async fn disable_conversion(
 /// is detected by its resourceVersion. Anything else is a failure that names
 /// the namespace, its conditions and the content found, so the run ends
 /// non-zero with the namespace still there and nothing orphaned.
-async fn finalize_namespace(ctx: &Ctx<'_>, target: &ObjectRef) -> Outcome {
+///
+/// The namespace fast path ([`super::fast_ns`]) ends here too, with the
+/// catalog it discovered once the namespace was Terminating (no new type
+/// can hold content in it since) and without the controller's conditions:
+/// they date from the controller's last pass, before kubesweep deleted the
+/// content, and the listing made here after reading the namespace is the
+/// proof either way.
+pub(crate) async fn finalize_namespace(
+    ctx: &Ctx<'_>,
+    target: &ObjectRef,
+    catalog: Option<&ApiCatalog>,
+    heed_conditions: bool,
+) -> Outcome {
     if !ctx.allow_finalize {
         return Outcome::Skipped {
             reason: "the plan does not allow finalizing stuck namespaces".into(),
@@ -522,8 +577,16 @@ async fn finalize_namespace(ctx: &Ctx<'_>, target: &ObjectRef) -> Outcome {
         // Listed after reading the namespace: a Terminating namespace
         // accepts no new objects, so what is empty now stays empty. Listed
         // even when a condition already blocks, to name what is left.
-        let listed = stuck::remaining_content(ctx.client, &target.name).await;
-        match (finalize_blocker(&object), listed) {
+        let listed = match catalog {
+            Some(catalog) => Ok(namespace_content(ctx.client, catalog, &target.name, &[]).await),
+            None => stuck::remaining_content(ctx.client, &target.name).await,
+        };
+        let blocker = if heed_conditions {
+            finalize_blocker(&object)
+        } else {
+            None
+        };
+        match (blocker, listed) {
             (None, Ok(content)) if content.complete() && content.iter().next().is_none() => {}
             (Some(reason), Ok(content)) => return stuck(target, &object, reason, Some(&content)),
             (Some(reason), Err(message)) => {

@@ -102,8 +102,37 @@ pub struct PhaseReport {
     /// The wait, for phases that wait for their deletions.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wait: Option<WaitReport>,
+    /// Which way each deleted platform namespace went (the namespaces
+    /// phase only): kubesweep's fast path, or the namespace controller.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub namespace_paths: Vec<NamespacePath>,
     /// Wall time of the phase including the wait, in milliseconds.
     pub duration_ms: u64,
+}
+
+/// Who emptied and finalized a deleted platform namespace.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum NamespaceWay {
+    /// kubesweep deleted its content, proved it empty and finalized it.
+    Fast,
+    /// Left to the namespace controller, as without the fast path.
+    Controller,
+}
+
+/// The way one namespace went, and why.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NamespacePath {
+    /// The namespace.
+    pub namespace: String,
+    /// Its UID, as planned.
+    pub uid: String,
+    /// Fast path or controller.
+    pub way: NamespaceWay,
+    /// Objects kubesweep deleted in it (with UID preconditions).
+    pub deleted: usize,
+    /// Why it was left to the controller, or how the fast path ended.
+    pub detail: String,
 }
 
 /// Counts of outcomes.
@@ -199,6 +228,11 @@ pub trait Progress: Send + Sync {
     fn waiting(&self, _phase: PhaseId, _remaining: usize, _elapsed: Duration) {}
     /// A phase finished.
     fn phase_finished(&self, _report: &PhaseReport) {}
+    /// A write of the namespace fast path (not a planned action): the
+    /// deletion of an object inside a terminating platform namespace.
+    fn fast_path_write(&self, _report: &ActionReport) {}
+    /// The way a deleted platform namespace went.
+    fn namespace_path(&self, _path: &NamespacePath) {}
 }
 
 /// A [`Progress`] that ignores everything.

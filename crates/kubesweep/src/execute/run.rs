@@ -5,7 +5,7 @@
 //! authorizer refuses a request (permissions revoked mid-run): no new action
 //! starts, no wait goes on.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -18,7 +18,7 @@ use super::cancel::Cancel;
 use super::ops::{self, Ctx};
 use super::report::*;
 use crate::discover::{PAGE_SIZE, dynamic_api, error_message};
-use crate::plan::{Action, Phase, PhaseId, Plan};
+use crate::plan::{Action, Operation, Phase, PhaseId, Plan};
 use crate::resource::{ObjectRef, ResourceType};
 use crate::retry::{self, RetryPolicy};
 
@@ -49,6 +49,11 @@ pub struct ExecuteOptions {
     /// that holds the records of the release Helm is uninstalling stays
     /// Terminating until Helm purges them, after this process has ended.
     pub not_waited_for: std::collections::HashSet<String>,
+    /// Empty and finalize the deleted platform namespaces at the API
+    /// server's speed (see [`super::fast_ns`]) instead of waiting for the
+    /// namespace controller. Only for namespaces the plan may finalize
+    /// as a last resort, and never with `keep_data`.
+    pub namespace_fast_path: bool,
 }
 
 impl Default for ExecuteOptions {
@@ -61,6 +66,7 @@ impl Default for ExecuteOptions {
             keep_going: false,
             cancel: Cancel::new(),
             not_waited_for: Default::default(),
+            namespace_fast_path: true,
         }
     }
 }
@@ -119,6 +125,21 @@ pub async fn execute(
         counts: OutcomeCounts::default(),
         duration_ms: 0,
     };
+    // The namespaces the fast path may take: those the plan allows to
+    // finalize as a last resort (never system or kept ones, never a
+    // namespace whose records Helm purges after the run), and none under
+    // --keep-data (the operator asked for caution with data).
+    let fast: HashSet<String> = if options.namespace_fast_path && !plan.options.keep_data {
+        plan.phase(PhaseId::NamespaceFinalize)
+            .into_iter()
+            .flat_map(|p| &p.actions)
+            .filter(|a| matches!(a.operation, Operation::FinalizeNamespaceIfStuck))
+            .map(|a| a.target.uid.clone())
+            .filter(|uid| !options.not_waited_for.contains(uid))
+            .collect()
+    } else {
+        HashSet::new()
+    };
     let mut phases: Vec<&Phase> = plan.phases.iter().collect();
     // Phase order is the executor's contract, whatever order the file lists.
     phases.sort_by_key(|p| p.id);
@@ -133,7 +154,7 @@ pub async fn execute(
             report.stopped = Some(interrupted(last));
             break;
         }
-        let phase_report = run_phase(&ctx, phase, options, progress).await;
+        let phase_report = run_phase(&ctx, phase, options, &fast, progress).await;
         for action in &phase_report.actions {
             report.counts.add(&action.outcome);
         }
@@ -209,6 +230,7 @@ async fn run_phase(
     ctx: &Ctx<'_>,
     phase: &Phase,
     options: &ExecuteOptions,
+    fast: &HashSet<String>,
     progress: &dyn Progress,
 ) -> PhaseReport {
     let started = Instant::now();
@@ -241,6 +263,30 @@ async fn run_phase(
     results.sort_by_key(|(i, _)| *i);
     let actions: Vec<ActionReport> = results.into_iter().map(|(_, r)| r).collect();
 
+    let namespace_paths = if phase.id == PhaseId::Namespaces
+        && !options.cancel.is_cancelled()
+        && ctx.denial().is_none()
+    {
+        let deleted: Vec<ObjectRef> = phase
+            .actions
+            .iter()
+            .zip(&actions)
+            .filter(|(a, r)| a.operation.deletes() && matches!(r.outcome, Outcome::Done { .. }))
+            .filter(|(a, _)| fast.contains(&a.target.uid))
+            .map(|(a, _)| a.target.clone())
+            .collect();
+        super::fast_ns::run(
+            ctx,
+            deleted,
+            options.wait_timeout,
+            options.max_in_flight,
+            &options.cancel,
+            progress,
+        )
+        .await
+    } else {
+        Vec::new()
+    };
     let wait = if phase.id.waits_for_deletion()
         && !options.cancel.is_cancelled()
         && ctx.denial().is_none()
@@ -261,6 +307,7 @@ async fn run_phase(
         id: phase.id,
         actions,
         wait,
+        namespace_paths,
         duration_ms: millis(started.elapsed()),
     }
 }
