@@ -196,7 +196,7 @@ mod tests {
             "{text}"
         );
         assert!(
-            text.contains("14. stuck namespaces (last resort)             4\n"),
+            text.contains("15. stuck namespaces (last resort)             4\n"),
             "{text}"
         );
         assert!(text.contains(&format!("Total: {} actions", p.total_actions())));
