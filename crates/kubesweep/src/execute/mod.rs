@@ -1,10 +1,12 @@
 //! Execution: runs a [`crate::plan::Plan`] against the cluster. `run` drives
 //! phases, concurrency and waits; `ops` holds the UID-bound mutations (`helm_record` the rewrite of a
 //! kept Helm release record);
+//! `checks` which requests a wait round sends;
 //! `report` the outcomes and the progress trait; `cancel` the token that
 //! stops a run between actions.
 
 mod cancel;
+mod checks;
 mod helm_record;
 mod ops;
 mod report;
