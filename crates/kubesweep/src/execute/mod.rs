@@ -2,10 +2,12 @@
 //! phases, concurrency and waits; `fast_ns` empties and finalizes deleted
 //! platform namespaces without waiting for the namespace controller; `ops` holds the UID-bound mutations (`helm_record` the rewrite of a
 //! kept Helm release record);
+//! `checks` which requests a wait round sends;
 //! `report` the outcomes and the progress trait; `cancel` the token that
 //! stops a run between actions.
 
 mod cancel;
+mod checks;
 mod fast_ns;
 mod helm_record;
 mod ops;

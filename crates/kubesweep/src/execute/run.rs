@@ -5,7 +5,7 @@
 //! authorizer refuses a request (permissions revoked mid-run): no new action
 //! starts, no wait goes on.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::HashSet;
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -15,16 +15,13 @@ use kube::api::{Api, ListParams};
 use tokio::time::Instant;
 
 use super::cancel::Cancel;
+use super::checks::{Check, plan_checks};
 use super::ops::{self, Ctx};
 use super::report::*;
 use crate::discover::{PAGE_SIZE, dynamic_api, error_message};
 use crate::plan::{Action, Operation, Phase, PhaseId, Plan};
 use crate::resource::{ObjectRef, ResourceType};
 use crate::retry::{self, RetryPolicy};
-
-/// Above this many pending objects of one type, a wait round LISTs the type
-/// instead of GETting each object.
-const LIST_THRESHOLD: usize = 20;
 
 /// Tuning of a run.
 #[derive(Clone, Debug)]
@@ -380,64 +377,65 @@ pub(crate) async fn wait_gone(
     }
 }
 
-/// The subset of `pending` that still exists with the planned UID.
+/// The subset of `pending` that still exists with the planned UID (absent,
+/// or present with another UID, counts as gone). The requests are chosen by
+/// [`plan_checks`]: a LIST wherever it replaces two or more GETs.
 async fn still_present(
     ctx: &Ctx<'_>,
     pending: Vec<ObjectRef>,
     concurrency: usize,
 ) -> Vec<ObjectRef> {
-    let mut by_type: BTreeMap<ResourceType, Vec<ObjectRef>> = BTreeMap::new();
-    for target in pending {
-        by_type
-            .entry(target.resource.clone())
-            .or_default()
-            .push(target);
-    }
-    let mut present = Vec::new();
-    for (rt, targets) in by_type {
-        if targets.len() > LIST_THRESHOLD {
-            match present_uids(ctx.client, &rt).await {
-                Ok(uids) => {
-                    present.extend(targets.into_iter().filter(|t| uids.contains_key(&t.uid)))
-                }
-                // Cannot tell: keep waiting for all of them.
-                Err(err) => {
-                    ctx.note_denial(&format!("list {}", rt.qualified_plural()), &err);
-                    tracing::debug!(%rt, error = %err, "wait list failed");
-                    present.extend(targets);
-                }
-            }
-            continue;
-        }
-        let checked: Vec<Option<ObjectRef>> = futures::stream::iter(targets)
-            .map(|t| async move {
-                let api = dynamic_api(ctx.client, &t.resource, t.namespace.as_deref());
-                match api.get_metadata_opt(&t.name).await {
-                    Ok(Some(m)) if m.metadata.uid.as_deref() == Some(t.uid.as_str()) => Some(t),
-                    Ok(_) => None,
-                    Err(err) if retry::is_not_found(&err) => None,
-                    Err(err) => {
-                        ctx.note_denial(&format!("get {t}"), &err);
-                        Some(t)
+    let checked: Vec<Vec<ObjectRef>> = futures::stream::iter(plan_checks(pending))
+        .map(|check| async move {
+            match check {
+                Check::Get(t) => {
+                    let api = dynamic_api(ctx.client, &t.resource, t.namespace.as_deref());
+                    match api.get_metadata_opt(&t.name).await {
+                        Ok(Some(m)) if m.metadata.uid.as_deref() == Some(t.uid.as_str()) => {
+                            vec![t]
+                        }
+                        Ok(_) => Vec::new(),
+                        Err(err) if retry::is_not_found(&err) => Vec::new(),
+                        Err(err) => {
+                            ctx.note_denial(&format!("get {t}"), &err);
+                            vec![t]
+                        }
                     }
                 }
-            })
-            .buffer_unordered(concurrency.max(1))
-            .collect()
-            .await;
-        present.extend(checked.into_iter().flatten());
-    }
-    present
+                Check::List {
+                    resource,
+                    namespace,
+                    targets,
+                } => match present_uids(ctx.client, &resource, namespace.as_deref()).await {
+                    Ok(uids) => targets
+                        .into_iter()
+                        .filter(|t| uids.contains(&t.uid))
+                        .collect(),
+                    // Cannot tell: keep waiting for all of them.
+                    Err(err) => {
+                        ctx.note_denial(&format!("list {}", resource.qualified_plural()), &err);
+                        tracing::debug!(%resource, error = %err, "wait list failed");
+                        targets
+                    }
+                },
+            }
+        })
+        .buffer_unordered(concurrency.max(1))
+        .collect()
+        .await;
+    checked.into_iter().flatten().collect()
 }
 
-/// UIDs of all objects of a type; a type that is no longer served (its CRD is
+/// UIDs of all objects of a type in `namespace` (all namespaces, or
+/// cluster-wide, when `None`); a type that is no longer served (its CRD is
 /// gone) has none.
 async fn present_uids(
     client: &Client,
     rt: &ResourceType,
-) -> Result<HashMap<String, ()>, kube::Error> {
-    let api = dynamic_api(client, rt, None);
-    let mut out = HashMap::new();
+    namespace: Option<&str>,
+) -> Result<HashSet<String>, kube::Error> {
+    let api = dynamic_api(client, rt, namespace);
+    let mut out = HashSet::new();
     let mut token: Option<String> = None;
     loop {
         let mut params = ListParams::default().limit(PAGE_SIZE);
@@ -449,12 +447,7 @@ async fn present_uids(
             Err(err) if retry::is_not_found(&err) => return Ok(out),
             Err(err) => return Err(err),
         };
-        out.extend(
-            page.items
-                .into_iter()
-                .filter_map(|p| p.metadata.uid)
-                .map(|u| (u, ())),
-        );
+        out.extend(page.items.into_iter().filter_map(|p| p.metadata.uid));
         match page.metadata.continue_ {
             Some(t) if !t.is_empty() => token = Some(t),
             _ => return Ok(out),
