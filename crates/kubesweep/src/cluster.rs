@@ -201,17 +201,7 @@ pub async fn connect(options: &ConnectOptions) -> Result<Cluster, ClusterError> 
     let (config, context) = load_config(options).await?;
     let server = config.cluster_url.to_string();
     let client = build_client(config).map_err(|source| build_error(&server, source))?;
-    // One bound for the first contact, retries included: a server that
-    // accepts connections but never completes a handshake would otherwise
-    // cost a connect timeout per attempt.
-    let deadline = options.connect_timeout + FIRST_CONTACT_SLACK;
-    let identity = tokio::time::timeout(deadline, identify(&client, &server, context))
-        .await
-        .map_err(|_| ClusterError::NoAnswer {
-            server: server.clone(),
-            after: deadline,
-        })??;
-    Ok(Cluster { client, identity })
+    first_contact(client, &server, context, options).await
 }
 
 /// Connects with a kubeconfig held in memory (a member cluster's, read from
@@ -229,11 +219,23 @@ pub async fn connect_with_kubeconfig(
     tune_config(&mut config, options);
     let server = config.cluster_url.to_string();
     let client = build_client(config).map_err(|_| ClusterError::InMemoryKubeconfig)?;
+    first_contact(client, &server, context, options).await
+}
+
+/// Identifies the cluster behind `client` within one bound for the first
+/// contact, retries included: a server that accepts connections but never
+/// completes a handshake would otherwise cost a connect timeout per attempt.
+async fn first_contact(
+    client: Client,
+    server: &str,
+    context: Option<String>,
+    options: &ConnectOptions,
+) -> Result<Cluster, ClusterError> {
     let deadline = options.connect_timeout + FIRST_CONTACT_SLACK;
-    let identity = tokio::time::timeout(deadline, identify(&client, &server, context))
+    let identity = tokio::time::timeout(deadline, identify(&client, server, context))
         .await
         .map_err(|_| ClusterError::NoAnswer {
-            server: server.clone(),
+            server: server.to_owned(),
             after: deadline,
         })??;
     Ok(Cluster { client, identity })
