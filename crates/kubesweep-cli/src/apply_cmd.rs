@@ -153,9 +153,14 @@ pub async fn execute_prepared(
             &flags.backup,
         ))
         .await?;
+    // The inventory served the backup; the re-plan reads a fresh one. Both
+    // at once would double the peak memory of a large cluster.
+    drop(inventory);
+    let confirmed = plan;
     let plan = interrupt
-        .before_changes(still_confirmed(&cluster, profile, &plan, options))
+        .before_changes(still_confirmed(&cluster, profile, &confirmed, options))
         .await?;
+    drop(confirmed);
 
     if flags.hook
         && let Some(b) = &backup

@@ -65,11 +65,13 @@ pub async fn take(
         plan_digest: plan.digest(),
         incomplete,
     };
-    let plain = archive::encode(&objects, &input)?;
-    Ok(file::write_backup(
+    // Streamed: the archive goes to the file object by object, never whole
+    // in memory (at 50,000 objects it would be several times the inventory).
+    let prepared = archive::prepare(&objects, &input)?;
+    Ok(file::write_backup_with(
         destination,
         &plan.cluster.kube_system_uid,
-        &plain,
+        |out| prepared.write_to(&objects, out).map(drop),
         recipients,
     )?)
 }
