@@ -24,7 +24,8 @@ pub use archive::{
     StoredObject, decode, encode, encrypt, encrypting, is_encrypted, prepare, verify_stream,
 };
 pub use collect::{
-    BackupObject, CollectError, deleted_namespaces, plan_objects, skip_namespace_content,
+    BackupObject, CollectError, deleted_namespaces, plan_objects, plan_objects_owned,
+    skip_namespace_content,
 };
 pub use content::{ContentError, namespace_content};
 pub use file::{
