@@ -149,13 +149,17 @@ pub async fn execute_prepared(
         .before_changes(backup_cmd::before_apply(
             &cluster,
             &plan,
-            &inventory,
+            inventory,
             &flags.backup,
         ))
         .await?;
+    // The backup consumed the inventory (the re-plan reads a fresh one:
+    // both at once would double the peak memory of a large cluster).
+    let confirmed = plan;
     let plan = interrupt
-        .before_changes(still_confirmed(&cluster, profile, &plan, options))
+        .before_changes(still_confirmed(&cluster, profile, &confirmed, options))
         .await?;
+    drop(confirmed);
 
     if flags.hook
         && let Some(b) = &backup

@@ -67,7 +67,7 @@ pub async fn run(
         .before_changes(write(
             &cluster,
             &plan,
-            &inventory,
+            inventory,
             &Destination::File(output.to_path_buf()),
             &recipients,
         ))
@@ -165,7 +165,7 @@ pub async fn keep_in_cluster(cluster: &Cluster, written: &WrittenBackup) -> Resu
 pub async fn before_apply(
     cluster: &Cluster,
     plan: &Plan,
-    inventory: &Inventory,
+    inventory: Inventory,
     flags: &BackupFlags,
 ) -> Result<Option<WrittenBackup>, CliError> {
     if flags.no_backup {
@@ -185,7 +185,7 @@ pub async fn before_apply(
 async fn write(
     cluster: &Cluster,
     plan: &Plan,
-    inventory: &Inventory,
+    inventory: Inventory,
     destination: &Destination,
     recipients: &[Box<dyn age::Recipient + Send>],
 ) -> Result<WrittenBackup, CliError> {

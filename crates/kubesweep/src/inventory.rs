@@ -286,6 +286,47 @@ impl Inventory {
         }
         out
     }
+
+    /// [`Inventory::objects`], consuming the inventory: the same objects in
+    /// the same order, owned, so a caller that converts them one by one (the
+    /// backup) never holds the inventory and its conversion whole at once.
+    pub fn into_objects(self) -> Vec<(ResourceType, DynamicObject)> {
+        let fixed = [
+            (types::namespace(), self.namespaces),
+            (types::validating_webhook(), self.validating_webhooks),
+            (types::mutating_webhook(), self.mutating_webhooks),
+            (types::api_service(), self.api_services),
+            (types::cluster_role(), self.cluster_roles),
+            (types::cluster_role_binding(), self.cluster_role_bindings),
+            (types::role(), self.roles),
+            (types::role_binding(), self.role_bindings),
+            (types::csr(), self.csrs),
+            (types::deployment(), self.controllers),
+        ];
+        let mut out: Vec<(ResourceType, DynamicObject)> = Vec::new();
+        for (resource, list) in fixed {
+            out.extend(list.into_iter().map(|o| (resource.clone(), o)));
+        }
+        for crd in self.crds {
+            out.push((types::crd(), crd.crd));
+            if let Some(resource) = crd.resource {
+                out.extend(crd.instances.into_iter().map(|o| (resource.clone(), o)));
+            }
+        }
+        for release in self.helm.releases {
+            out.extend(release.live.into_iter().map(|l| (l.resource, l.object)));
+            out.extend(
+                release
+                    .records
+                    .into_iter()
+                    .map(|r| (crate::helm::record_type(&r), r)),
+            );
+        }
+        for list in self.kept_objects {
+            out.extend(list.objects.into_iter().map(|o| (list.resource.clone(), o)));
+        }
+        out
+    }
 }
 
 /// The built-in types of the fixed inventory lists, at the versions the plan
@@ -430,4 +471,59 @@ pub(crate) fn condition_status<'a>(object: &'a DynamicObject, type_: &str) -> Op
         .find(|c| c.get("type").and_then(|t| t.as_str()) == Some(type_))?
         .get("status")?
         .as_str()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn object(uid: &str) -> DynamicObject {
+        serde_json::from_value(serde_json::json!({"metadata": {"name": uid, "uid": uid}}))
+            .expect("object")
+    }
+
+    #[test]
+    fn into_objects_yields_what_objects_lists_in_the_same_order() {
+        let widgets = ResourceType {
+            group: "example.io".into(),
+            version: "v1".into(),
+            kind: "Widget".into(),
+            plural: "widgets".into(),
+            namespaced: true,
+        };
+        let mut inventory = Inventory::default();
+        inventory.namespaces.push(object("ns"));
+        inventory.cluster_roles.push(object("cr"));
+        inventory.controllers.push(object("deploy"));
+        inventory.crds.push(CrdInventory {
+            crd: object("crd"),
+            resource: Some(widgets.clone()),
+            instances: vec![object("w1"), object("w2")],
+            instances_listed: true,
+        });
+        inventory.helm.releases.push(crate::helm::ObservedRelease {
+            live: vec![crate::helm::LiveObject {
+                resource: widgets.clone(),
+                object: object("live"),
+                chart_crd: false,
+            }],
+            ..Default::default()
+        });
+        inventory.kept_objects.push(ObservedList {
+            resource: widgets,
+            objects: vec![object("kept")],
+        });
+        let borrowed: Vec<(ResourceType, Option<String>)> = inventory
+            .objects()
+            .into_iter()
+            .map(|(t, o)| (t, o.metadata.uid.clone()))
+            .collect();
+        let owned: Vec<(ResourceType, Option<String>)> = inventory
+            .into_objects()
+            .into_iter()
+            .map(|(t, o)| (t, o.metadata.uid))
+            .collect();
+        assert_eq!(owned, borrowed);
+        assert_eq!(owned.len(), 8);
+    }
 }

@@ -155,9 +155,88 @@ pub struct Archive {
     pub objects: Vec<StoredObject>,
 }
 
-/// Encodes `objects` as a gzip-compressed tar stream.
-pub fn encode(objects: &[BackupObject], input: &MetadataInput) -> Result<Vec<u8>, ArchiveError> {
-    let mut files: Vec<(String, Vec<u8>)> = Vec::with_capacity(objects.len());
+/// An archive's `metadata.json` and `index.json`, computed from its objects
+/// before any byte of the stream is written: both come first in the tar
+/// stream and hold every object's checksum, so the objects are serialised
+/// once here (and dropped: only their checksums are kept) and once more as
+/// they are written ([`Prepared::write_to`]). Two passes over the YAML cost
+/// CPU, one pass keeping every file would cost memory proportional to the
+/// backup.
+#[derive(Debug)]
+pub struct Prepared {
+    metadata_bytes: Vec<u8>,
+    index_bytes: Vec<u8>,
+    /// Path and checksum of each object's file, in `objects` order.
+    files: Vec<(String, String)>,
+}
+
+impl Prepared {
+    /// Objects in the archive.
+    pub fn entries(&self) -> usize {
+        self.files.len()
+    }
+
+    /// Writes the gzip-compressed tar stream of `objects` (the same ones,
+    /// in the same order, as given to [`prepare`]) to `out`, object by
+    /// object, and returns `out` once the gzip trailer is written. An object
+    /// that serialises differently from the first pass is an error.
+    pub fn write_to<W: Write>(&self, objects: &[BackupObject], out: W) -> Result<W, ArchiveError> {
+        let gz = GzEncoder::new(out, Compression::default());
+        let mut tar = tar::Builder::new(gz);
+        let mtime = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let mut append = |path: &str, data: &[u8]| -> Result<(), ArchiveError> {
+            let mut header = tar::Header::new_gnu();
+            header.set_size(data.len() as u64);
+            // The archive holds Secrets: whoever extracts it gets private files.
+            header.set_mode(0o600);
+            header.set_mtime(mtime);
+            header.set_entry_type(tar::EntryType::Regular);
+            tar.append_data(&mut header, path, data)
+                .map_err(ArchiveError::Write)
+        };
+        append(METADATA_PATH, &self.metadata_bytes)?;
+        append(INDEX_PATH, &self.index_bytes)?;
+        if objects.len() != self.files.len() {
+            return Err(ArchiveError::Encode {
+                object: INDEX_PATH.into(),
+                message: format!(
+                    "{} objects prepared, {} written",
+                    self.files.len(),
+                    objects.len()
+                ),
+            });
+        }
+        for (o, (path, sha256)) in objects.iter().zip(&self.files) {
+            let bytes = yaml_bytes(o, path)?;
+            if sha256_hex(&bytes) != *sha256 {
+                return Err(ArchiveError::Encode {
+                    object: path.clone(),
+                    message: "serialised differently from its index entry".into(),
+                });
+            }
+            append(path, &bytes)?;
+        }
+        let gz = tar.into_inner().map_err(ArchiveError::Write)?;
+        gz.finish().map_err(ArchiveError::Write)
+    }
+}
+
+fn yaml_bytes(o: &BackupObject, path: &str) -> Result<Vec<u8>, ArchiveError> {
+    to_yaml(&o.object)
+        .map(String::into_bytes)
+        .map_err(|message| ArchiveError::Encode {
+            object: path.to_owned(),
+            message,
+        })
+}
+
+/// Computes the metadata and index of the archive of `objects` (the first
+/// of the two passes, see [`Prepared`]).
+pub fn prepare(objects: &[BackupObject], input: &MetadataInput) -> Result<Prepared, ArchiveError> {
+    let mut files: Vec<(String, String)> = Vec::with_capacity(objects.len());
     let mut index = Index::default();
     let mut used: HashSet<String> = HashSet::new();
     for o in objects {
@@ -168,11 +247,8 @@ pub fn encode(objects: &[BackupObject], input: &MetadataInput) -> Result<Vec<u8>
             path = format!("{}.{}.yaml", path.trim_end_matches(".yaml"), o.uid());
             used.insert(path.clone());
         }
-        let yaml = to_yaml(&o.object).map_err(|message| ArchiveError::Encode {
-            object: path.clone(),
-            message,
-        })?;
-        let bytes = yaml.into_bytes();
+        let bytes = yaml_bytes(o, &path)?;
+        let sha256 = sha256_hex(&bytes);
         index.entries.push(IndexEntry {
             path: path.clone(),
             resource: o.resource.clone(),
@@ -186,10 +262,10 @@ pub fn encode(objects: &[BackupObject], input: &MetadataInput) -> Result<Vec<u8>
             restore: o.mode,
             removed: o.removed.clone(),
             terminating: o.object.pointer("/metadata/deletionTimestamp").is_some(),
-            sha256: sha256_hex(&bytes),
+            sha256: sha256.clone(),
             size: bytes.len() as u64,
         });
-        files.push((path, bytes));
+        files.push((path, sha256));
     }
     let index_bytes = pretty(&index, INDEX_PATH)?;
     let metadata = BackupMetadata {
@@ -204,30 +280,16 @@ pub fn encode(objects: &[BackupObject], input: &MetadataInput) -> Result<Vec<u8>
         incomplete: input.incomplete.clone(),
     };
     let metadata_bytes = pretty(&metadata, METADATA_PATH)?;
+    Ok(Prepared {
+        metadata_bytes,
+        index_bytes,
+        files,
+    })
+}
 
-    let gz = GzEncoder::new(Vec::new(), Compression::default());
-    let mut tar = tar::Builder::new(gz);
-    let mtime = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let mut append = |path: &str, data: &[u8]| -> Result<(), ArchiveError> {
-        let mut header = tar::Header::new_gnu();
-        header.set_size(data.len() as u64);
-        // The archive holds Secrets: whoever extracts it gets private files.
-        header.set_mode(0o600);
-        header.set_mtime(mtime);
-        header.set_entry_type(tar::EntryType::Regular);
-        tar.append_data(&mut header, path, data)
-            .map_err(ArchiveError::Write)
-    };
-    append(METADATA_PATH, &metadata_bytes)?;
-    append(INDEX_PATH, &index_bytes)?;
-    for (path, bytes) in &files {
-        append(path, bytes)?;
-    }
-    let gz = tar.into_inner().map_err(ArchiveError::Write)?;
-    gz.finish().map_err(ArchiveError::Write)
+/// Encodes `objects` as a gzip-compressed tar stream, in memory.
+pub fn encode(objects: &[BackupObject], input: &MetadataInput) -> Result<Vec<u8>, ArchiveError> {
+    prepare(objects, input)?.write_to(objects, Vec::new())
 }
 
 fn pretty<T: serde::Serialize>(value: &T, path: &str) -> Result<Vec<u8>, ArchiveError> {
@@ -242,17 +304,24 @@ pub fn encrypt(
     plain: &[u8],
     recipients: &[Box<dyn age::Recipient + Send>],
 ) -> Result<Vec<u8>, ArchiveError> {
+    let mut out = Vec::with_capacity(plain.len() + 1024);
+    let mut writer = encrypting(recipients, &mut out)?;
+    writer.write_all(plain).map_err(ArchiveError::Write)?;
+    writer.finish().map_err(ArchiveError::Write)?;
+    Ok(out)
+}
+
+/// An age writer around `out`: what is written to it reaches `out`
+/// encrypted to every recipient; `finish` writes the last chunk.
+pub fn encrypting<W: Write>(
+    recipients: &[Box<dyn age::Recipient + Send>],
+    out: W,
+) -> Result<age::stream::StreamWriter<W>, ArchiveError> {
     let encryptor = age::Encryptor::with_recipients(
         recipients.iter().map(|r| r.as_ref() as &dyn age::Recipient),
     )
     .map_err(|e| ArchiveError::Encrypt(Box::new(e)))?;
-    let mut out = Vec::with_capacity(plain.len() + 1024);
-    let mut writer = encryptor
-        .wrap_output(&mut out)
-        .map_err(ArchiveError::Write)?;
-    writer.write_all(plain).map_err(ArchiveError::Write)?;
-    writer.finish().map_err(ArchiveError::Write)?;
-    Ok(out)
+    encryptor.wrap_output(out).map_err(ArchiveError::Write)
 }
 
 /// Whether `bytes` look like an age-encrypted file.
@@ -390,6 +459,133 @@ fn decode_plain(bytes: &[u8]) -> Result<Archive, ArchiveError> {
     Ok(Archive { metadata, objects })
 }
 
+/// Verifies a plain (unencrypted) archive read from `reader` as
+/// [`decode`] does (format version, index checksum, every file's checksum,
+/// every object a YAML document, nothing missing or extra, the caps, the
+/// gzip trailer) but one file at a time, keeping no object: memory stays
+/// that of the index, whatever the archive's size. Returns the number of
+/// objects. Needs `metadata.json` and `index.json` first, as this writer
+/// puts them: it verifies what kubesweep just wrote, before any change.
+pub fn verify_stream<R: Read>(mut reader: R) -> Result<usize, ArchiveError> {
+    let mut magic = [0u8; 2];
+    reader
+        .read_exact(&mut magic)
+        .map_err(|_| ArchiveError::NotAnArchive)?;
+    if magic != GZIP_MAGIC {
+        return Err(ArchiveError::NotAnArchive);
+    }
+    let mut tar = tar::Archive::new(GzDecoder::new((&magic[..]).chain(reader)));
+    let mut total: u64 = 0;
+    let mut metadata: Option<BackupMetadata> = None;
+    // Index order, and each path's expected checksum until its file is seen.
+    let mut order: Vec<String> = Vec::new();
+    let mut expected: std::collections::HashMap<String, String> = Default::default();
+    let mut index_read = false;
+    for entry in tar.entries().map_err(ArchiveError::Corrupt)? {
+        let mut entry = entry.map_err(ArchiveError::Corrupt)?;
+        let path = entry
+            .path()
+            .map_err(ArchiveError::Corrupt)?
+            .to_string_lossy()
+            .into_owned();
+        let limit = MAX_ENTRY_BYTES.min(MAX_ARCHIVE_BYTES - total);
+        let data = read_capped(&mut entry, limit).map_err(|e| capped_error(e, &path, limit))?;
+        total += data.len() as u64;
+        let Some(meta) = &metadata else {
+            if path != METADATA_PATH {
+                return Err(ArchiveError::Missing(METADATA_PATH));
+            }
+            let meta: BackupMetadata =
+                serde_json::from_slice(&data).map_err(|e| ArchiveError::Malformed {
+                    path: METADATA_PATH.into(),
+                    message: e.to_string(),
+                })?;
+            if meta.format_version != FORMAT_VERSION {
+                return Err(ArchiveError::Version {
+                    found: meta.format_version,
+                });
+            }
+            metadata = Some(meta);
+            continue;
+        };
+        if !index_read {
+            if path != INDEX_PATH {
+                return Err(ArchiveError::Missing(INDEX_PATH));
+            }
+            index_read = true;
+            let found = sha256_hex(&data);
+            if found != meta.index_sha256 {
+                return Err(ArchiveError::Checksum {
+                    path: INDEX_PATH.into(),
+                    expected: meta.index_sha256.clone(),
+                    found,
+                });
+            }
+            let index: Index =
+                serde_json::from_slice(&data).map_err(|e| ArchiveError::Malformed {
+                    path: INDEX_PATH.into(),
+                    message: e.to_string(),
+                })?;
+            if index.entries.len() != meta.entries {
+                return Err(ArchiveError::Count {
+                    expected: meta.entries,
+                    found: index.entries.len(),
+                });
+            }
+            for e in index.entries {
+                if expected.insert(e.path.clone(), e.sha256).is_some() {
+                    // Listed twice: the second listing has no file of its own.
+                    return Err(ArchiveError::MissingEntry { path: e.path });
+                }
+                order.push(e.path);
+            }
+            continue;
+        }
+        let Some(sha256) = expected.remove(&path) else {
+            return Err(ArchiveError::Unlisted { path });
+        };
+        let found = sha256_hex(&data);
+        if found != sha256 {
+            return Err(ArchiveError::Checksum {
+                path,
+                expected: sha256,
+                found,
+            });
+        }
+        let text = String::from_utf8(data).map_err(|e| ArchiveError::Malformed {
+            path: path.clone(),
+            message: e.to_string(),
+        })?;
+        from_yaml(&text).map_err(|message| ArchiveError::Malformed { path, message })?;
+    }
+    read_capped(&mut tar.into_inner(), MAX_ENTRY_BYTES)
+        .map_err(|e| capped_error(e, "the data after the tar end marker", MAX_ENTRY_BYTES))?;
+    if metadata.is_none() {
+        return Err(ArchiveError::Missing(METADATA_PATH));
+    }
+    if !index_read {
+        return Err(ArchiveError::Missing(INDEX_PATH));
+    }
+    if let Some(path) = order.into_iter().find(|p| expected.contains_key(p)) {
+        return Err(ArchiveError::MissingEntry { path });
+    }
+    Ok(metadata.map_or(0, |m| m.entries))
+}
+
+fn capped_error(e: Capped, path: &str, limit: u64) -> ArchiveError {
+    match e {
+        Capped::Io(e) => ArchiveError::Corrupt(e),
+        Capped::Over => ArchiveError::TooLarge {
+            path: path.to_owned(),
+            limit: if limit == MAX_ENTRY_BYTES {
+                MAX_ENTRY_BYTES
+            } else {
+                MAX_ARCHIVE_BYTES
+            },
+        },
+    }
+}
+
 /// Why [`read_capped`] stopped.
 enum Capped {
     Io(std::io::Error),
@@ -523,6 +719,61 @@ mod tests {
     }
 
     #[test]
+    fn the_streaming_verifier_agrees_with_decode_on_every_truncation_and_flip() {
+        let bytes = encode(&objects(), &input()).expect("encode");
+        assert_eq!(verify_stream(bytes.as_slice()).expect("verify"), 3);
+        for len in (0..bytes.len()).step_by(5) {
+            assert!(
+                verify_stream(&bytes[..len]).is_err(),
+                "a truncation to {len} of {} bytes was accepted",
+                bytes.len()
+            );
+        }
+        for i in 0..bytes.len() {
+            let mut damaged = bytes.clone();
+            damaged[i] ^= 0x01;
+            assert_eq!(
+                verify_stream(damaged.as_slice()).is_ok(),
+                decode(&damaged, &no_identity()).is_ok(),
+                "flip at {i}"
+            );
+        }
+        let empty = encode(&[], &MetadataInput::default()).expect("encode");
+        assert_eq!(verify_stream(empty.as_slice()).expect("empty"), 0);
+        assert!(matches!(
+            verify_stream(&b"PK\x03\x04"[..]),
+            Err(ArchiveError::NotAnArchive)
+        ));
+    }
+
+    #[test]
+    fn streaming_and_in_memory_encoding_write_the_same_archive() {
+        let objects = objects();
+        let prepared = prepare(&objects, &input()).expect("prepare");
+        assert_eq!(prepared.entries(), 3);
+        let streamed = prepared.write_to(&objects, Vec::new()).expect("write");
+        let read = decode(&streamed, &no_identity()).expect("decode");
+        let again =
+            decode(&encode(&objects, &input()).expect("encode"), &no_identity()).expect("decode");
+        // Equal but for the creation time in the metadata.
+        assert_eq!(read.objects, again.objects);
+        // Other objects than the prepared ones are refused, not written.
+        let err = prepared
+            .write_to(&objects[..2], Vec::new())
+            .expect_err("fewer objects");
+        assert!(matches!(err, ArchiveError::Encode { .. }), "{err}");
+        let mut changed = objects.clone();
+        changed[1].object["spec"]["email"] = json!("someone@else");
+        let err = prepared
+            .write_to(&changed, Vec::new())
+            .expect_err("changed object");
+        assert!(
+            matches!(&err, ArchiveError::Encode { object, .. } if object.contains("User")),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn every_truncation_is_refused() {
         let bytes = encode(&objects(), &input()).expect("encode");
         for len in (0..bytes.len()).step_by(7).chain([bytes.len() - 1]) {
@@ -598,6 +849,10 @@ mod tests {
             .iter()
             .map(|(p, d)| (p.as_str(), d.clone()))
             .collect();
+        assert!(matches!(
+            verify_stream(rebuild(&owned).as_slice()),
+            Err(ArchiveError::Checksum { .. })
+        ));
         let err = decode(&rebuild(&owned), &no_identity()).expect_err("changed");
         assert!(
             matches!(&err, ArchiveError::Checksum { path, .. } if path.contains("Secret")),
@@ -608,6 +863,10 @@ mod tests {
             .iter()
             .map(|(p, d)| (p.as_str(), d.clone()))
             .collect();
+        assert!(matches!(
+            verify_stream(rebuild(&missing).as_slice()),
+            Err(ArchiveError::MissingEntry { path }) if path.contains("default")
+        ));
         let err = decode(&rebuild(&missing), &no_identity()).expect_err("missing");
         assert!(
             matches!(&err, ArchiveError::MissingEntry { path } if path.contains("default")),
@@ -617,6 +876,10 @@ mod tests {
         let mut extra: Vec<(&str, Vec<u8>)> =
             files.iter().map(|(p, d)| (p.as_str(), d.clone())).collect();
         extra.push(("resources/core/v1/Secret/x/y.yaml", b"{}".to_vec()));
+        assert!(matches!(
+            verify_stream(rebuild(&extra).as_slice()),
+            Err(ArchiveError::Unlisted { .. })
+        ));
         let err = decode(&rebuild(&extra), &no_identity()).expect_err("extra");
         assert!(matches!(err, ArchiveError::Unlisted { .. }), "{err}");
 

@@ -4,7 +4,8 @@
 //! cleans, the labels, annotations, finalizers and owner references it removes.
 //! Pure: the plan and the inventory in, [`BackupObject`]s out.
 
-use std::collections::{BTreeMap, HashMap};
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use kube::api::DynamicObject;
 use serde_json::Value;
@@ -119,11 +120,48 @@ fn by_uid(inventory: &Inventory) -> HashMap<&str, &DynamicObject> {
 /// object (several actions on one object merge), in plan order.
 pub fn plan_objects(plan: &Plan, inventory: &Inventory) -> Result<Vec<BackupObject>, CollectError> {
     let objects = by_uid(inventory);
+    collect(plan, |uid| objects.get(uid).map(|o| Cow::Borrowed(*o)))
+}
+
+/// [`plan_objects`], consuming the inventory: each target is converted and
+/// then dropped, and what the plan does not touch is dropped at once, so
+/// the inventory and the backup's copy of it are never both held whole.
+pub fn plan_objects_owned(
+    plan: &Plan,
+    inventory: Inventory,
+) -> Result<Vec<BackupObject>, CollectError> {
+    let targets: HashSet<&str> = plan.actions().map(|(_, a)| a.target.uid.as_str()).collect();
+    let mut objects: HashMap<String, DynamicObject> = HashMap::new();
+    for (_, object) in inventory.into_objects() {
+        let Some(uid) = object.metadata.uid.as_deref() else {
+            continue;
+        };
+        if targets.contains(uid) && !objects.contains_key(uid) {
+            objects.insert(uid.to_owned(), object);
+        }
+    }
+    collect(plan, |uid| objects.remove(uid).map(Cow::Owned))
+}
+
+/// The common part of [`plan_objects`] and [`plan_objects_owned`]: `take`
+/// gives each target's object the first time the plan names it; a later
+/// action on the same object reads the metadata from the entry made then.
+fn collect<'a>(
+    plan: &Plan,
+    mut take: impl FnMut(&str) -> Option<Cow<'a, DynamicObject>>,
+) -> Result<Vec<BackupObject>, CollectError> {
     let mut out: Vec<BackupObject> = Vec::new();
     let mut position: HashMap<String, usize> = HashMap::new();
     for (_, action) in plan.actions() {
         let target = &action.target;
-        let Some(object) = objects.get(target.uid.as_str()) else {
+        let known = position.get(&target.uid).copied();
+        let object = match known {
+            Some(i) => serde_json::from_value::<DynamicObject>(out[i].object.clone())
+                .ok()
+                .map(Cow::Owned),
+            None => take(&target.uid),
+        };
+        let Some(object) = object else {
             return Err(CollectError::NotInInventory {
                 target: Box::new(target.clone()),
             });
@@ -135,7 +173,7 @@ pub fn plan_objects(plan: &Plan, inventory: &Inventory) -> Result<Vec<BackupObje
                 finalizers,
                 owner_reference_uids,
             } => Some(removed_metadata(
-                object,
+                &object,
                 labels,
                 annotations,
                 finalizers,
@@ -145,8 +183,8 @@ pub fn plan_objects(plan: &Plan, inventory: &Inventory) -> Result<Vec<BackupObje
         };
         let verb = action.operation.verb().to_owned();
         let deletes = !matches!(action.operation, Operation::StripMetadata { .. });
-        match position.get(&target.uid) {
-            Some(&i) => {
+        match known {
+            Some(i) => {
                 let entry = &mut out[i];
                 entry.operations.push(verb);
                 if deletes {
@@ -164,7 +202,7 @@ pub fn plan_objects(plan: &Plan, inventory: &Inventory) -> Result<Vec<BackupObje
                 };
                 let mut entry = BackupObject::from_dynamic(
                     &target.resource,
-                    object,
+                    &object,
                     vec![verb],
                     Source::PlanTarget,
                     mode,
@@ -369,6 +407,10 @@ mod tests {
             ),
         ]);
         let objects = plan_objects(&plan, &inventory).expect("collect");
+        assert_eq!(
+            plan_objects_owned(&plan, inventory.clone()).expect("collect owned"),
+            objects
+        );
         assert_eq!(objects.len(), 2);
         let kept = &objects[0];
         assert_eq!(kept.mode, RestoreMode::PutBack);
@@ -420,12 +462,60 @@ mod tests {
             ),
         ]);
         let objects = plan_objects(&plan, &inventory).expect("collect");
+        assert_eq!(
+            plan_objects_owned(&plan, inventory.clone()).expect("collect owned"),
+            objects
+        );
         assert_eq!(objects.len(), 1);
         assert_eq!(objects[0].operations, vec!["delete", "finalize if stuck"]);
         assert_eq!(deleted_namespaces(&plan), vec!["kubesphere-system"]);
 
         let err = plan_objects(&plan, &Inventory::default()).expect_err("missing");
         assert!(err.to_string().contains("kubesphere-system"), "{err}");
+        let err = plan_objects_owned(&plan, Inventory::default()).expect_err("missing");
+        assert!(err.to_string().contains("kubesphere-system"), "{err}");
+    }
+
+    #[test]
+    fn a_strip_after_a_delete_of_the_same_object_still_records_what_it_removes() {
+        let ns = object(json!({"metadata": {
+            "name": "p", "uid": "ns-uid", "resourceVersion": "3",
+            "labels": {"kubesphere.io/workspace": "w"}}}));
+        let mut inventory = Inventory::default();
+        inventory.namespaces.push(ns.clone());
+        let plan = plan_of(vec![
+            (
+                PhaseId::KeptObjects,
+                action(
+                    types::namespace(),
+                    &ns,
+                    Operation::Delete {
+                        propagation: Propagation::Background,
+                    },
+                ),
+            ),
+            (
+                PhaseId::Namespaces,
+                action(
+                    types::namespace(),
+                    &ns,
+                    Operation::StripMetadata {
+                        labels: vec!["kubesphere.io/workspace".into()],
+                        annotations: vec![],
+                        finalizers: vec![],
+                        owner_reference_uids: vec![],
+                    },
+                ),
+            ),
+        ]);
+        let objects = plan_objects_owned(&plan, inventory.clone()).expect("collect");
+        assert_eq!(objects, plan_objects(&plan, &inventory).expect("collect"));
+        assert_eq!(objects.len(), 1);
+        assert_eq!(objects[0].mode, RestoreMode::Recreate);
+        assert_eq!(
+            objects[0].removed.as_ref().expect("removed").labels,
+            BTreeMap::from([("kubesphere.io/workspace".into(), "w".into())])
+        );
     }
 
     #[test]

@@ -11,7 +11,6 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use super::archive::{self, Archive, ArchiveError};
-use super::format::sha256_hex;
 
 /// Largest backup file read: the decompressed cap of an archive plus room
 /// for gzip's and age's framing of incompressible data.
@@ -202,9 +201,31 @@ pub fn write_backup(
     plain: &[u8],
     recipients: &[Box<dyn age::Recipient + Send>],
 ) -> Result<WrittenBackup, BackupFileError> {
+    write_backup_with(
+        destination,
+        kube_system_uid,
+        |out| out.write_all(plain).map_err(ArchiveError::Write),
+        recipients,
+    )
+}
+
+/// [`write_backup`] for an archive that `write` streams (see
+/// [`archive::Prepared::write_to`]): the plain archive bytes go through a
+/// verifier on their way to the file (encrypted first when recipients are
+/// given), then the file is synced, renamed into place, read back and
+/// verified again (its checksum; and the archive itself when it is not
+/// encrypted). Nothing of the archive is held in memory, so a backup of
+/// 50,000 objects costs what one object costs.
+pub fn write_backup_with(
+    destination: &Destination,
+    kube_system_uid: &str,
+    write: impl FnOnce(&mut dyn Write) -> Result<(), ArchiveError>,
+    recipients: &[Box<dyn age::Recipient + Send>],
+) -> Result<WrittenBackup, BackupFileError> {
+    let encrypted = !recipients.is_empty();
     let (dir, path, replace) = match destination {
         Destination::Directory(dir) => {
-            let name = file_name(kube_system_uid, !recipients.is_empty());
+            let name = file_name(kube_system_uid, encrypted);
             (dir.clone(), unused_path(dir, &name), false)
         }
         Destination::File(path) => {
@@ -215,21 +236,6 @@ pub fn write_backup(
             (dir, path.clone(), true)
         }
     };
-    // An encoder bug must stop us here, before any mutation, not at restore time.
-    let verified = archive::decode(plain, &[]).map_err(|source| BackupFileError::Archive {
-        path: path.clone(),
-        source,
-    })?;
-    let encrypted = !recipients.is_empty();
-    let bytes = if encrypted {
-        archive::encrypt(plain, recipients).map_err(|source| BackupFileError::Archive {
-            path: path.clone(),
-            source,
-        })?
-    } else {
-        plain.to_vec()
-    };
-
     fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
@@ -245,6 +251,16 @@ pub fn write_backup(
         path: path.clone(),
         source,
     };
+    let archive_error = |source| match source {
+        ArchiveError::Write(source) => BackupFileError::Write {
+            path: path.clone(),
+            source,
+        },
+        source => BackupFileError::Archive {
+            path: path.clone(),
+            source,
+        },
+    };
     // tempfile creates the file with mode 0600 and a random name in `dir`, so
     // the rename below stays on one file system and is atomic.
     let mut temp = tempfile::Builder::new()
@@ -258,8 +274,33 @@ pub fn write_backup(
     temp.as_file()
         .set_permissions(fs::Permissions::from_mode(0o600))
         .map_err(write_error)?;
-    temp.write_all(&bytes).map_err(write_error)?;
-    temp.flush().map_err(write_error)?;
+
+    // An encoder bug must stop us here, before any mutation, not at
+    // restore time: the plain bytes are verified as they are written.
+    let (sender, receiver) = std::sync::mpsc::sync_channel::<Vec<u8>>(16);
+    let verifier = std::thread::spawn(move || archive::verify_stream(ChannelReader::new(receiver)));
+    let mut on_disk = Hashing::new(std::io::BufWriter::new(temp.as_file_mut()));
+    let written = if encrypted {
+        archive::encrypting(recipients, &mut on_disk).and_then(|mut sealed| {
+            write(&mut Tee::new(&mut sealed, sender))?;
+            sealed.finish().map_err(ArchiveError::Write).map(drop)
+        })
+    } else {
+        write(&mut Tee::new(&mut on_disk, sender))
+    };
+    // The sender is gone with the tee: the verifier has seen the end.
+    let verified = verifier.join().unwrap_or_else(|_| {
+        Err(ArchiveError::Write(std::io::Error::other(
+            "the archive verifier panicked",
+        )))
+    });
+    written.map_err(archive_error)?;
+    let objects = verified.map_err(|source| BackupFileError::Archive {
+        path: path.clone(),
+        source,
+    })?;
+    on_disk.flush().map_err(write_error)?;
+    let (sha256, size) = on_disk.finish();
     temp.as_file().sync_all().map_err(write_error)?;
     if replace {
         temp.persist(&path).map_err(|e| write_error(e.error))?;
@@ -275,32 +316,151 @@ pub fn write_backup(
             source,
         })?;
 
-    let on_disk = fs::read(&path).map_err(|source| BackupFileError::Read {
+    // Read back in chunks: the same bytes, and (in clear) a valid archive.
+    let read_error = |source| BackupFileError::Read {
         path: path.clone(),
         source,
-    })?;
-    let expected = sha256_hex(&bytes);
-    let found = sha256_hex(&on_disk);
-    if expected != found {
-        return Err(BackupFileError::ReadBack {
-            path,
-            expected,
-            found,
-        });
-    }
+    };
+    let mut back = Hashing::new(File::open(&path).map_err(read_error)?);
     if !encrypted {
-        archive::decode(&on_disk, &[]).map_err(|source| BackupFileError::Archive {
+        archive::verify_stream(&mut back).map_err(|source| BackupFileError::Archive {
             path: path.clone(),
             source,
         })?;
     }
+    std::io::copy(&mut back, &mut std::io::sink()).map_err(read_error)?;
+    let (found, read) = back.finish();
+    if found != sha256 || read != size {
+        return Err(BackupFileError::ReadBack {
+            path,
+            expected: sha256,
+            found,
+        });
+    }
     Ok(WrittenBackup {
-        size: on_disk.len() as u64,
+        size,
         sha256: found,
-        objects: verified.objects.len(),
+        objects,
         encrypted,
         path,
     })
+}
+
+/// The sha256 and length of everything read or written through it.
+struct Hashing<T> {
+    inner: T,
+    hasher: sha2::Sha256,
+    len: u64,
+}
+
+impl<T> Hashing<T> {
+    fn new(inner: T) -> Self {
+        use sha2::Digest;
+        Self {
+            inner,
+            hasher: sha2::Sha256::new(),
+            len: 0,
+        }
+    }
+
+    /// Hex sha256 and length of what went through.
+    fn finish(self) -> (String, u64) {
+        use sha2::Digest;
+        (hex::encode(self.hasher.finalize()), self.len)
+    }
+}
+
+impl<T: Write> Write for Hashing<T> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        use sha2::Digest;
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.len += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+impl<T: std::io::Read> std::io::Read for Hashing<T> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        use sha2::Digest;
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.len += n as u64;
+        Ok(n)
+    }
+}
+
+/// Writes through to `inner` and hands a copy of every chunk to the
+/// verifier thread. When the verifier has stopped (it found an error, which
+/// its result reports), the copies stop too.
+struct Tee<W> {
+    inner: W,
+    copy: Option<std::sync::mpsc::SyncSender<Vec<u8>>>,
+}
+
+impl<W> Tee<W> {
+    fn new(inner: W, copy: std::sync::mpsc::SyncSender<Vec<u8>>) -> Self {
+        Self {
+            inner,
+            copy: Some(copy),
+        }
+    }
+}
+
+impl<W: Write> Write for Tee<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        if let Some(copy) = &self.copy
+            && copy.send(buf[..n].to_vec()).is_err()
+        {
+            self.copy = None;
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// The verifier's side of a [`Tee`]: the chunks as one stream, ending when
+/// the tee is dropped.
+struct ChannelReader {
+    chunks: std::sync::mpsc::Receiver<Vec<u8>>,
+    chunk: Vec<u8>,
+    at: usize,
+}
+
+impl ChannelReader {
+    fn new(chunks: std::sync::mpsc::Receiver<Vec<u8>>) -> Self {
+        Self {
+            chunks,
+            chunk: Vec::new(),
+            at: 0,
+        }
+    }
+}
+
+impl std::io::Read for ChannelReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.at == self.chunk.len() {
+            match self.chunks.recv() {
+                Ok(chunk) => {
+                    self.chunk = chunk;
+                    self.at = 0;
+                }
+                Err(_) => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.chunk.len() - self.at);
+        buf[..n].copy_from_slice(&self.chunk[self.at..self.at + n]);
+        self.at += n;
+        Ok(n)
+    }
 }
 
 /// Reads and fully verifies a backup file; `identity` is needed for an
@@ -437,6 +597,44 @@ mod tests {
             .expect_err("refused");
         assert!(matches!(err, BackupFileError::Archive { .. }), "{err}");
         assert_eq!(fs::read_dir(dir.path()).expect("list").count(), 0);
+    }
+
+    #[test]
+    fn a_streamed_backup_that_fails_midway_leaves_nothing_and_a_good_one_reads_back() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let bytes = plain();
+        let err = write_backup_with(
+            &Destination::Directory(dir.path().into()),
+            "u",
+            |out| {
+                out.write_all(&bytes[..bytes.len() / 2])
+                    .map_err(ArchiveError::Write)?;
+                Err(ArchiveError::Write(std::io::Error::other("disk full")))
+            },
+            &[],
+        )
+        .expect_err("failed write");
+        assert!(matches!(err, BackupFileError::Write { .. }), "{err}");
+        assert_eq!(fs::read_dir(dir.path()).expect("list").count(), 0);
+
+        // Written in small pieces, as the archive writer does.
+        let path = dir.path().join("b.tar.gz");
+        let written = write_backup_with(
+            &Destination::File(path.clone()),
+            "u",
+            |out| {
+                for chunk in bytes.chunks(7) {
+                    out.write_all(chunk).map_err(ArchiveError::Write)?;
+                }
+                Ok(())
+            },
+            &[],
+        )
+        .expect("write");
+        assert_eq!(fs::read(&path).expect("read"), bytes);
+        assert_eq!(written.size, bytes.len() as u64);
+        assert_eq!(written.sha256, file_sha256(&path).expect("sha"));
+        assert_eq!(written.objects, 1);
     }
 
     #[test]

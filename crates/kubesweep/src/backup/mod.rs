@@ -20,16 +20,18 @@ pub mod stored;
 mod take;
 
 pub use archive::{
-    Archive, ArchiveError, MAX_ARCHIVE_BYTES, MAX_ENTRY_BYTES, MetadataInput, StoredObject, decode,
-    encode, encrypt, is_encrypted,
+    Archive, ArchiveError, MAX_ARCHIVE_BYTES, MAX_ENTRY_BYTES, MetadataInput, Prepared,
+    StoredObject, decode, encode, encrypt, encrypting, is_encrypted, prepare, verify_stream,
 };
 pub use collect::{
-    BackupObject, CollectError, deleted_namespaces, plan_objects, skip_namespace_content,
+    BackupObject, CollectError, deleted_namespaces, plan_objects, plan_objects_owned,
+    skip_namespace_content,
 };
 pub use content::{ContentError, namespace_content};
 pub use file::{
     BackupFileError, Destination, MAX_BACKUP_FILE_BYTES, TEMP_SUFFIX, WrittenBackup, file_name,
     file_sha256, load_identities, parse_recipients, read_backup, temp_prefix, write_backup,
+    write_backup_with,
 };
 pub use format::{
     BackupMetadata, FORMAT_VERSION, INDEX_PATH, Index, IndexEntry, METADATA_PATH, RemovedMetadata,

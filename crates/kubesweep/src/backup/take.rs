@@ -37,17 +37,21 @@ pub enum TakeError {
 /// `destination`, encrypted when `recipients` are given. Without recipients,
 /// other clusters' credentials (a host's member kubeconfigs) are left out
 /// (see [`redact`]).
+///
+/// The inventory is consumed: its objects are converted for the archive one
+/// by one and dropped (a caller that needs it afterwards clones it).
 pub async fn take(
     client: &Client,
     plan: &Plan,
-    inventory: &Inventory,
+    inventory: Inventory,
     destination: &Destination,
     recipients: &[Box<dyn age::Recipient + Send>],
 ) -> Result<WrittenBackup, TakeError> {
-    let mut objects = collect::plan_objects(plan, inventory)?;
-    complete_kept_objects(client, &mut objects).await;
+    // Listed first: the listing needs the inventory's types and issues.
     let namespaces = collect::deleted_namespaces(plan);
-    let (content, incomplete) = content::namespace_content(client, inventory, &namespaces).await?;
+    let (content, incomplete) = content::namespace_content(client, &inventory, &namespaces).await?;
+    let mut objects = collect::plan_objects_owned(plan, inventory)?;
+    complete_kept_objects(client, &mut objects).await;
     let known: HashSet<String> = objects.iter().map(|o| o.uid().to_owned()).collect();
     objects.extend(content.into_iter().filter(|o| !known.contains(o.uid())));
     if recipients.is_empty() {
@@ -65,11 +69,13 @@ pub async fn take(
         plan_digest: plan.digest(),
         incomplete,
     };
-    let plain = archive::encode(&objects, &input)?;
-    Ok(file::write_backup(
+    // Streamed: the archive goes to the file object by object, never whole
+    // in memory (at 50,000 objects it would be several times the inventory).
+    let prepared = archive::prepare(&objects, &input)?;
+    Ok(file::write_backup_with(
         destination,
         &plan.cluster.kube_system_uid,
-        &plain,
+        |out| prepared.write_to(&objects, out).map(drop),
         recipients,
     )?)
 }

@@ -260,9 +260,20 @@ pub async fn discover_with_catalog(
         })
         .map(|r| r.resource.clone())
         .collect();
+    // Filtered page by page: a large cluster's user ConfigMaps and Secrets
+    // (tens of thousands) are read, never held; only the few objects kept
+    // here outlive their page.
     let scanned: Vec<_> = futures::stream::iter(scan)
         .map(|rt| async move {
-            let result = list_metadata_all(client, &rt).await;
+            let keep = |o: &DynamicObject| {
+                if rt.namespaced {
+                    profile.carries_platform_metadata(&o.metadata)
+                        || profile.may_be_executor_leftover(&rt.group, &rt.kind, &o.metadata)
+                } else {
+                    profile.has_platform_owner(&o.metadata)
+                }
+            };
+            let result = list_metadata_keeping(client, &rt, None, keep).await;
             (rt, result)
         })
         .buffered(LIST_CONCURRENCY)
@@ -270,33 +281,15 @@ pub async fn discover_with_catalog(
         .await;
     for (rt, result) in scanned {
         match result {
-            Ok(objects) if rt.namespaced => {
-                let objects: Vec<DynamicObject> = objects
-                    .into_iter()
-                    .filter(|o| {
-                        profile.carries_platform_metadata(&o.metadata)
-                            || profile.may_be_executor_leftover(&rt.group, &rt.kind, &o.metadata)
-                    })
-                    .collect();
-                if !objects.is_empty() {
-                    inventory.kept_objects.push(ObservedList {
-                        resource: rt,
-                        objects,
-                    });
-                }
-            }
-            Ok(objects) => {
-                let objects: Vec<DynamicObject> = objects
-                    .into_iter()
-                    .filter(|o| profile.has_platform_owner(&o.metadata))
-                    .collect();
-                if !objects.is_empty() {
-                    inventory.owned_cluster_objects.push(ObservedList {
-                        resource: rt,
-                        objects,
-                    });
-                }
-            }
+            Ok(objects) if objects.is_empty() => {}
+            Ok(objects) if rt.namespaced => inventory.kept_objects.push(ObservedList {
+                resource: rt,
+                objects,
+            }),
+            Ok(objects) => inventory.owned_cluster_objects.push(ObservedList {
+                resource: rt,
+                objects,
+            }),
             Err(err) => inventory.issues.push(list_failed(&rt, None, &err)),
         }
     }
@@ -432,6 +425,17 @@ pub(super) async fn list_metadata(
     rt: &ResourceType,
     namespace: Option<&str>,
 ) -> Result<Vec<DynamicObject>, kube::Error> {
+    list_metadata_keeping(client, rt, namespace, |_| true).await
+}
+
+/// [`list_metadata`] keeping only the objects `keep` accepts, decided page
+/// by page (memory: what is kept, plus one page).
+async fn list_metadata_keeping(
+    client: &Client,
+    rt: &ResourceType,
+    namespace: Option<&str>,
+    keep: impl Fn(&DynamicObject) -> bool,
+) -> Result<Vec<DynamicObject>, kube::Error> {
     let api = api::dynamic_api(client, rt, namespace);
     let mut out = Vec::new();
     let mut token: Option<String> = None;
@@ -448,14 +452,19 @@ pub(super) async fn list_metadata(
             api.list_metadata(&params)
         })
         .await?;
-        out.extend(page.items.into_iter().map(|p| DynamicObject {
-            types: Some(TypeMeta {
-                api_version: rt.api_version(),
-                kind: rt.kind.clone(),
-            }),
-            metadata: p.metadata,
-            data: serde_json::Value::Object(Default::default()),
-        }));
+        out.extend(
+            page.items
+                .into_iter()
+                .map(|p| DynamicObject {
+                    types: Some(TypeMeta {
+                        api_version: rt.api_version(),
+                        kind: rt.kind.clone(),
+                    }),
+                    metadata: p.metadata,
+                    data: serde_json::Value::Object(Default::default()),
+                })
+                .filter(&keep),
+        );
         match page.metadata.continue_ {
             Some(t) if !t.is_empty() => token = Some(t),
             _ => return Ok(out),
