@@ -496,9 +496,13 @@ async fn preflight(
             ),
         ));
     }
-    let running = kubesweep::preflight::running_controllers(&cluster.client, profile)
-        .await
-        .map_err(|e| CliError::new(Exit::Cluster, session::chain(&e)))?;
+    // Discovery read these Deployments moments ago; ask again only if it could not.
+    let running = match kubesweep::preflight::running_controllers_in(profile, inventory) {
+        Some(running) => running,
+        None => kubesweep::preflight::running_controllers(&cluster.client, profile)
+            .await
+            .map_err(|e| CliError::new(Exit::Cluster, session::chain(&e)))?,
+    };
     // A live platform's controllers are the first thing the plan deletes
     // (foreground, waiting for their pods): nothing to stop beforehand.
     let (stopped_by_plan, running) = kubesweep::preflight::stopped_by_plan(plan, running);
