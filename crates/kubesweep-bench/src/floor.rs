@@ -19,12 +19,18 @@
 //! - the waits: a LIST of CRDs and of namespaces every 200 ms until every
 //!   deleted one is gone (a watch would send fewer; the polls are counted).
 //!
-//! Order, in three waves (each waits for the one before): webhooks,
-//! APIServices, workloads, conversion switches and metadata strips of kept
-//! objects (before any owner goes, so the garbage collector has nothing of
-//! the user's to take); then finalizer strips and the deletes of the rest;
-//! then CRDs and namespaces. Not done: the last-resort namespace finalize
-//! and Helm record rewrites (`--keep-extensions` only).
+//! Order, in four waves (each waits for the one before, see [`WAVES`]): the
+//! admission webhooks alone (a `Fail` webhook whose Service is gone rejects
+//! every write it intercepts, so nothing else may be written before they are
+//! gone); then APIServices, workloads, conversion switches and metadata
+//! strips of kept objects (before any owner goes, so the garbage collector
+//! has nothing of the user's to take); then finalizer strips and the deletes
+//! of the rest; then CRDs and namespaces. The API server drops a deleted
+//! webhook from its admission chain a moment later (its informer), so a write
+//! rejected by a webhook that could not be called is sent again a few times
+//! ([`is_dead_webhook`]); one that stays rejected still fails the run. Not
+//! done: the last-resort namespace finalize and Helm record rewrites
+//! (`--keep-extensions` only).
 
 use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
@@ -80,25 +86,7 @@ pub async fn run(
         sent += 1;
     }
 
-    let waves: [&[PhaseId]; 3] = [
-        &[
-            PhaseId::ValidatingWebhooks,
-            PhaseId::MutatingWebhooks,
-            PhaseId::ApiServices,
-            PhaseId::HelmWorkloads,
-            PhaseId::KeptObjects,
-            PhaseId::CrdConversion,
-        ],
-        &[
-            PhaseId::HelmReleases,
-            PhaseId::HelmRecords,
-            PhaseId::CustomResources,
-            PhaseId::ClusterRegistrations,
-            PhaseId::ClusterLeftovers,
-        ],
-        &[PhaseId::Crds, PhaseId::Namespaces],
-    ];
-    for wave in waves {
+    for wave in WAVES {
         let actions: Vec<&Action> = plan
             .actions()
             .filter(|(phase, _)| wave.contains(phase))
@@ -124,6 +112,65 @@ pub async fn run(
         .collect();
     sent += wait_gone(client, &deleted_crds, &namespaces, timeout).await?;
     Ok(FloorRun { requests: sent })
+}
+
+/// The phases of each wave, in order. The webhooks go alone and first:
+/// every later write may be one a dead `Fail` webhook intercepts.
+pub const WAVES: [&[PhaseId]; 4] = [
+    &[PhaseId::ValidatingWebhooks, PhaseId::MutatingWebhooks],
+    &[
+        PhaseId::ApiServices,
+        PhaseId::HelmWorkloads,
+        PhaseId::KeptObjects,
+        PhaseId::CrdConversion,
+    ],
+    &[
+        PhaseId::HelmReleases,
+        PhaseId::HelmRecords,
+        PhaseId::CustomResources,
+        PhaseId::ClusterRegistrations,
+        PhaseId::ClusterLeftovers,
+    ],
+    &[PhaseId::Crds, PhaseId::Namespaces],
+];
+
+/// How often a write rejected by a webhook that could not be called is sent
+/// again, and the pause before each retry (grows linearly): enough for the
+/// API server to drop a just-deleted webhook, bounded so a live foreign
+/// webhook still fails the run.
+const DEAD_WEBHOOK_RETRIES: u32 = 10;
+const DEAD_WEBHOOK_PAUSE: Duration = Duration::from_millis(100);
+
+/// Whether the API server refused a write because an admission webhook
+/// could not be called (its Service or endpoints gone, a timeout): the
+/// server answers 500 "Internal error occurred: failed calling webhook
+/// \"NAME\": ...". Pure.
+pub fn is_dead_webhook(code: u16, message: &str) -> bool {
+    code == 500 && message.contains("failed calling webhook")
+}
+
+/// Sends `request` again while a dead webhook rejects it (see
+/// [`DEAD_WEBHOOK_RETRIES`]); returns its last answer and how many requests
+/// were sent.
+async fn past_dead_webhooks<T, F, Fut>(mut request: F) -> (Result<T, kube::Error>, usize)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, kube::Error>>,
+{
+    let mut sent = 0;
+    for attempt in 0.. {
+        let result = request().await;
+        sent += 1;
+        match &result {
+            Err(kube::Error::Api(e))
+                if is_dead_webhook(e.code, &e.message) && attempt < DEAD_WEBHOOK_RETRIES =>
+            {
+                tokio::time::sleep(DEAD_WEBHOOK_PAUSE * (attempt + 1)).await;
+            }
+            _ => return (result, sent),
+        }
+    }
+    unreachable!("the loop returns")
 }
 
 /// Whether the action's request body depends on the object's current
@@ -176,8 +223,7 @@ async fn execute(
     match &action.operation {
         Operation::Delete { propagation } => {
             if !crd_takes_it(*propagation) {
-                delete(&api, target, *propagation).await?;
-                sent += 1;
+                sent += delete(&api, target, *propagation).await?;
             }
         }
         Operation::StripFinalizersThenDelete {
@@ -188,8 +234,7 @@ async fn execute(
                 sent += strip(&api, target, object, &[], &[], finalizers, &[]).await?;
             }
             if !crd_takes_it(*propagation) {
-                delete(&api, target, *propagation).await?;
-                sent += 1;
+                sent += delete(&api, target, *propagation).await?;
             }
         }
         Operation::StripMetadata {
@@ -210,23 +255,23 @@ async fn execute(
             .await?;
         }
         Operation::DisableConversionWebhook => {
-            let body = json!({"spec": {"conversion": {"strategy": "None"}}});
-            ignore_gone(
-                api.patch(&target.name, &PatchParams::default(), &Patch::Merge(&body))
-                    .await,
-            )?;
-            sent += 1;
+            let body = Patch::Merge(json!({"spec": {"conversion": {"strategy": "None"}}}));
+            let params = PatchParams::default();
+            let (result, n) = past_dead_webhooks(|| api.patch(&target.name, &params, &body)).await;
+            sent += n;
+            ignore_gone(result)?;
         }
         Operation::FinalizeNamespaceIfStuck | Operation::RewriteHelmRecord { .. } => {}
     }
     Ok(sent)
 }
 
+/// Deletes `target` (UID precondition); returns how many requests were sent.
 async fn delete(
     api: &Api<DynamicObject>,
     target: &ObjectRef,
     propagation: Propagation,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<usize> {
     let params = DeleteParams {
         propagation_policy: Some(match propagation {
             Propagation::Orphan => kube::api::PropagationPolicy::Orphan,
@@ -239,8 +284,9 @@ async fn delete(
         }),
         ..DeleteParams::default()
     };
-    ignore_gone(api.delete(&target.name, &params).await.map(|_| ()))
-        .with_context(|| format!("delete {target}"))
+    let (result, sent) = past_dead_webhooks(|| api.delete(&target.name, &params)).await;
+    ignore_gone(result.map(|_| ())).with_context(|| format!("delete {target}"))?;
+    Ok(sent)
 }
 
 /// One merge patch that removes the named metadata, bound to the
@@ -261,11 +307,11 @@ async fn strip(
         else {
             return Ok(sent);
         };
-        sent += 1;
-        match api
-            .patch(&target.name, &PatchParams::default(), &Patch::Merge(&body))
-            .await
-        {
+        let body = Patch::Merge(body);
+        let params = PatchParams::default();
+        let (result, n) = past_dead_webhooks(|| api.patch(&target.name, &params, &body)).await;
+        sent += n;
+        match result {
             Ok(_) => return Ok(sent),
             Err(kube::Error::Api(e)) if e.code == 404 => return Ok(sent),
             Err(kube::Error::Api(e)) if e.code == 409 && attempt == 0 => {
@@ -416,6 +462,35 @@ mod tests {
             },
             data: json!({}),
         }
+    }
+
+    #[test]
+    fn the_webhooks_go_alone_before_any_other_write() {
+        assert_eq!(
+            WAVES[0],
+            &[PhaseId::ValidatingWebhooks, PhaseId::MutatingWebhooks]
+        );
+        // Every phase the floor executes is in exactly one wave.
+        let all: Vec<PhaseId> = WAVES.iter().flat_map(|w| w.iter().copied()).collect();
+        let distinct: BTreeSet<PhaseId> = all.iter().copied().collect();
+        assert_eq!(all.len(), distinct.len());
+        assert_eq!(distinct.len(), 13);
+        assert!(!distinct.contains(&PhaseId::Preflight));
+    }
+
+    #[test]
+    fn a_webhook_that_cannot_be_called_is_told_from_other_refusals() {
+        let dead = "Internal error occurred: failed calling webhook \"validator.installplan.kubesphere.io\": \
+                    failed to call webhook: Post \"https://ks-controller-manager.kubesphere-system.svc:443/validate\": \
+                    service \"ks-controller-manager\" not found";
+        assert!(is_dead_webhook(500, dead));
+        // A webhook that answered and denied is a real refusal, not a dead one.
+        assert!(!is_dead_webhook(
+            400,
+            "admission webhook \"validator.installplan.kubesphere.io\" denied the request: no"
+        ));
+        assert!(!is_dead_webhook(500, "etcdserver: request timed out"));
+        assert!(!is_dead_webhook(409, dead));
     }
 
     #[test]

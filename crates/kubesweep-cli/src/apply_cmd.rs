@@ -87,6 +87,8 @@ pub struct Prepared {
     pub plan: Plan,
     /// Platform controllers found running (to stop, with --stop-controllers).
     pub running: Vec<RunningController>,
+    /// The API catalog's documents, for the re-plan before the first change.
+    pub catalog: kubesweep::discover::CatalogCache,
 }
 
 /// Discovers, plans (or checks `saved` against this cluster: its identity
@@ -98,9 +100,15 @@ pub async fn prepare(
     saved: Option<Plan>,
     flags: &ApplyFlags,
 ) -> Result<Prepared, CliError> {
-    let inventory = kubesweep::discover::discover(&cluster.client, profile, &cluster.identity)
-        .await
-        .map_err(plan_cmd::discover_error)?;
+    let mut catalog = kubesweep::discover::CatalogCache::default();
+    let inventory = kubesweep::discover::discover_cached(
+        &cluster.client,
+        profile,
+        &cluster.identity,
+        &mut catalog,
+    )
+    .await
+    .map_err(plan_cmd::discover_error)?;
     let plan = match saved {
         Some(plan) => {
             kubesweep::staleness::check_plan(&plan, &cluster.identity, &inventory)
@@ -119,6 +127,7 @@ pub async fn prepare(
         inventory,
         plan,
         running,
+        catalog,
     })
 }
 
@@ -137,6 +146,7 @@ pub async fn execute_prepared(
         inventory,
         plan,
         running,
+        mut catalog,
     } = prepared;
     if plan.is_empty() {
         return finish_with_verify(&cluster, profile, options, None, &[]).await;
@@ -157,7 +167,13 @@ pub async fn execute_prepared(
     // both at once would double the peak memory of a large cluster).
     let confirmed = plan;
     let plan = interrupt
-        .before_changes(still_confirmed(&cluster, profile, &confirmed, options))
+        .before_changes(still_confirmed(
+            &cluster,
+            profile,
+            &confirmed,
+            options,
+            &mut catalog,
+        ))
         .await?;
     drop(confirmed);
 
@@ -484,9 +500,13 @@ async fn preflight(
             ),
         ));
     }
-    let running = kubesweep::preflight::running_controllers(&cluster.client, profile)
-        .await
-        .map_err(|e| CliError::new(Exit::Cluster, session::chain(&e)))?;
+    // Discovery read these Deployments moments ago; ask again only if it could not.
+    let running = match kubesweep::preflight::running_controllers_in(profile, inventory) {
+        Some(running) => running,
+        None => kubesweep::preflight::running_controllers(&cluster.client, profile)
+            .await
+            .map_err(|e| CliError::new(Exit::Cluster, session::chain(&e)))?,
+    };
     // A live platform's controllers are the first thing the plan deletes
     // (foreground, waiting for their pods): nothing to stop beforehand.
     let (stopped_by_plan, running) = kubesweep::preflight::stopped_by_plan(plan, running);
@@ -586,15 +606,20 @@ fn controller_names(running: &[RunningController]) -> Vec<String> {
 /// when it does nothing the confirmed one did not (exit 6 otherwise). A
 /// prompt may wait for hours, a saved plan for days: in between a user may
 /// have made a project in a Workspace that had none, or edited the file.
+/// Everything is read again; of the API catalog, only group-version
+/// documents no CRD or APIService change can have touched are reused from
+/// the first discovery (`catalog`).
 async fn still_confirmed(
     cluster: &Cluster,
     profile: &Profile,
     confirmed: &Plan,
     options: &kubesweep::plan::PlanOptions,
+    catalog: &mut kubesweep::discover::CatalogCache,
 ) -> Result<Plan, CliError> {
-    let inventory = kubesweep::discover::discover(&cluster.client, profile, &cluster.identity)
-        .await
-        .map_err(|e| CliError::new(Exit::Cluster, session::chain(&e)))?;
+    let inventory =
+        kubesweep::discover::discover_cached(&cluster.client, profile, &cluster.identity, catalog)
+            .await
+            .map_err(|e| CliError::new(Exit::Cluster, session::chain(&e)))?;
     let fresh = kubesweep::plan::plan(profile, &inventory, options);
     let (run, dropped) = kubesweep::plan::reconcile(confirmed, &fresh)
         .map_err(|e| CliError::new(Exit::StalePlan, e.to_string()))?;

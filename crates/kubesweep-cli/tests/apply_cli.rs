@@ -19,6 +19,7 @@ use k8s_openapi::api::authentication::v1::TokenRequest;
 use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
 use k8s_openapi::api::scheduling::v1::PriorityClass;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, DeleteParams, PostParams};
 use kube::{Client, ResourceExt};
 use kubesweep_fixtures::harness::{cluster_lock, kubeconfig_path, shared_client, unique_name};
@@ -308,6 +309,86 @@ async fn a_plan_for_another_cluster_or_a_stale_plan_is_refused_before_any_change
             .uid,
         recreated.metadata.uid
     );
+    reset(&client, &footprint).await;
+}
+
+#[tokio::test]
+async fn a_platform_crd_created_after_the_plan_is_never_applied_unconfirmed() {
+    // Between `plan -o` and `apply`, a CRD appears in a platform group: the
+    // saved plan never named it, so the re-plan before the first change
+    // must refuse (exit 6), and nothing may change: the API catalog that
+    // re-plan reads must show the new group (a reused catalog would not).
+    let _lock = cluster_lock();
+    let client = shared_client().await;
+    let kubeconfig = test_kubeconfig();
+    let footprint = seeded(&client).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let plan_file = dir.path().join("plan.json");
+    let plan = kubesweep_as(&["plan", "-o", utf8(&plan_file)], &kubeconfig);
+    assert_eq!(plan.status.code(), Some(0), "{}", explain(&plan));
+
+    let group = format!("{}.kubesphere.io", unique_name("late"));
+    let name = format!("gizmos.{group}");
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let crd: CustomResourceDefinition = serde_json::from_value(json!({
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": name},
+        "spec": {
+            "group": group,
+            "scope": "Cluster",
+            "names": {"plural": "gizmos", "singular": "gizmo", "kind": "Gizmo", "listKind": "GizmoList"},
+            "versions": [{"name": "v1", "served": true, "storage": true,
+                "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}}}]
+        }
+    }))
+    .expect("a CRD");
+    let created = crds
+        .create(&PostParams::default(), &crd)
+        .await
+        .expect("create the CRD");
+    // Served (Established) before apply runs, as a CRD made minutes earlier would be.
+    let mut established = false;
+    for _ in 0..120 {
+        let current = crds.get(&name).await.expect("read the CRD");
+        established = current
+            .status
+            .and_then(|s| s.conditions)
+            .unwrap_or_default()
+            .iter()
+            .any(|c| c.type_ == "Established" && c.status == "True");
+        if established {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(established, "the CRD {name} never became Established");
+    let before = crds.get(&name).await.expect("read the CRD");
+    assert_eq!(before.metadata.uid, created.metadata.uid);
+
+    let state = footprint_state(&client, &footprint).await;
+    let refused = kubesweep_as(&["apply", utf8(&plan_file), "--yes"], &kubeconfig);
+    assert_eq!(refused.status.code(), Some(6), "{}", explain(&refused));
+    assert!(
+        stderr(&refused).contains("never confirmed") && stderr(&refused).contains(&name),
+        "{}",
+        explain(&refused)
+    );
+    assert_eq!(
+        state,
+        footprint_state(&client, &footprint).await,
+        "the refused plan changed the cluster"
+    );
+    let after = crds.get(&name).await.expect("the new CRD is still there");
+    assert_eq!(
+        (&after.metadata.uid, &after.metadata.resource_version),
+        (&before.metadata.uid, &before.metadata.resource_version),
+        "the new CRD was changed"
+    );
+
+    crds.delete(&name, &DeleteParams::default())
+        .await
+        .expect("remove the test CRD");
     reset(&client, &footprint).await;
 }
 

@@ -16,7 +16,7 @@ use serde_json::json;
 use tokio::time::Instant;
 
 use crate::discover::error_message;
-use crate::inventory::Inventory;
+use crate::inventory::{DiscoveryIssue, Inventory, types};
 use crate::plan::{Operation, PhaseId, Plan};
 use crate::profile::Profile;
 use crate::retry::{self, RetryPolicy};
@@ -230,6 +230,47 @@ pub async fn missing_permissions(
     crate::access_review::missing_permissions(client, permissions).await
 }
 
+/// [`running_controllers`] as the discovery just made read them (it reads
+/// the same Deployments by name), or `None` when a read of one failed there:
+/// then ask the server with [`running_controllers`]. Pure.
+pub fn running_controllers_in(
+    profile: &Profile,
+    inventory: &Inventory,
+) -> Option<Vec<RunningController>> {
+    let deployments = types::deployment().qualified_plural();
+    if inventory.issues.iter().any(
+        |i| matches!(i, DiscoveryIssue::ListFailed { resource, .. } if *resource == deployments),
+    ) {
+        return None;
+    }
+    let mut running = Vec::new();
+    for c in &profile.controllers {
+        let Some(d) = inventory.controllers.iter().find(|d| {
+            d.metadata.namespace.as_deref() == Some(c.namespace.as_str())
+                && d.metadata.name.as_deref() == Some(c.name.as_str())
+        }) else {
+            continue;
+        };
+        let int = |pointer: &str| {
+            d.data
+                .pointer(pointer)
+                .and_then(|v| v.as_i64())
+                .and_then(|v| i32::try_from(v).ok())
+        };
+        let replicas = int("/spec/replicas").unwrap_or(1);
+        if replicas > 0 {
+            running.push(RunningController {
+                namespace: c.namespace.clone(),
+                name: c.name.clone(),
+                uid: d.metadata.uid.clone().unwrap_or_default(),
+                replicas,
+                ready_replicas: int("/status/readyReplicas").unwrap_or(0),
+            });
+        }
+    }
+    Some(running)
+}
+
 /// The profile's controllers that exist with `spec.replicas > 0`.
 pub async fn running_controllers(
     client: &Client,
@@ -419,6 +460,52 @@ pub fn scale_back_command(c: &RunningController) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn running_controllers_are_read_from_the_inventory_unless_a_read_failed() {
+        let profile = Profile::builtin("kubesphere").expect("builtin");
+        let c = &profile.controllers[0];
+        let deployment = |replicas: Option<i64>| {
+            let mut d = kube::api::DynamicObject::new(&c.name, &types::deployment().api_resource())
+                .within(&c.namespace)
+                .data(json!({"spec": {"replicas": replicas}, "status": {"readyReplicas": 1}}));
+            d.metadata.uid = Some("uid-1".into());
+            d
+        };
+        let identity = crate::inventory::ClusterIdentity {
+            kube_system_uid: "k".into(),
+            server: "https://example".into(),
+            context: None,
+        };
+        let mut inventory = Inventory::empty(identity);
+        assert_eq!(running_controllers_in(&profile, &inventory), Some(vec![]));
+        inventory.controllers = vec![deployment(Some(2))];
+        assert_eq!(
+            running_controllers_in(&profile, &inventory),
+            Some(vec![RunningController {
+                namespace: c.namespace.clone(),
+                name: c.name.clone(),
+                uid: "uid-1".into(),
+                replicas: 2,
+                ready_replicas: 1,
+            }])
+        );
+        // Scaled to zero: not running. No replicas field: the default, 1.
+        inventory.controllers = vec![deployment(Some(0))];
+        assert_eq!(running_controllers_in(&profile, &inventory), Some(vec![]));
+        inventory.controllers = vec![deployment(None)];
+        assert_eq!(
+            running_controllers_in(&profile, &inventory).map(|r| r[0].replicas),
+            Some(1)
+        );
+        // A read that failed in discovery: the caller asks the server.
+        inventory.issues.push(DiscoveryIssue::ListFailed {
+            resource: "deployments.apps".into(),
+            namespace: Some(c.namespace.clone()),
+            message: "timeout".into(),
+        });
+        assert_eq!(running_controllers_in(&profile, &inventory), None);
+    }
 
     #[test]
     fn the_scale_back_command_names_namespace_deployment_and_replicas() {

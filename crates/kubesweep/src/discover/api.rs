@@ -4,8 +4,20 @@
 //! answers 503 (an APIService whose Service is gone). We walk `/api` and
 //! `/apis` ourselves, ask every group-version separately and concurrently, and
 //! record each failing one as a [`BrokenGroupVersion`] instead of failing.
+//!
+//! A [`CatalogCache`] lets a second discovery in the same process (the
+//! re-plan right before `apply`'s first change) reuse the group-version
+//! documents of the first one. `/api` and `/apis` are always read again;
+//! a group-version document is reused only when every CRD and APIService
+//! is the same object at the same resourceVersion as when it was read (an
+//! [`ApiFingerprint`]: a CRD created, deleted, edited or newly established,
+//! an APIService added, removed, repointed or changing availability all
+//! change it), when it was read without error, and when no APIService
+//! serves it through a Service (an aggregated server may change what it
+//! serves without its APIService changing). Built-in group-versions change
+//! only with the API server's version, which the root documents show.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use futures::{StreamExt, TryStreamExt};
 use kube::Client;
@@ -87,6 +99,87 @@ impl ApiCatalog {
     }
 }
 
+/// The UID and resourceVersion of every CRD and APIService: while it stays
+/// the same, no CRD-backed or locally served group-version changed what it
+/// serves.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ApiFingerprint {
+    /// (kind, name, uid, resourceVersion), sorted.
+    objects: BTreeSet<(&'static str, String, String, String)>,
+    /// `group/version` of every APIService backed by a Service.
+    aggregated: BTreeSet<String>,
+}
+
+impl ApiFingerprint {
+    /// The fingerprint of the CRD and APIService lists. Pure.
+    pub fn of(crds: &[DynamicObject], api_services: &[DynamicObject]) -> Self {
+        let mut fingerprint = ApiFingerprint::default();
+        for (kind, list) in [("crd", crds), ("apiservice", api_services)] {
+            for object in list {
+                fingerprint.objects.insert((
+                    kind,
+                    object.metadata.name.clone().unwrap_or_default(),
+                    object.metadata.uid.clone().unwrap_or_default(),
+                    object.metadata.resource_version.clone().unwrap_or_default(),
+                ));
+            }
+        }
+        for service in api_services {
+            let spec = service.data.get("spec");
+            let backed = spec
+                .and_then(|s| s.get("service"))
+                .is_some_and(|s| !s.is_null());
+            let group = spec.and_then(|s| s.get("group")).and_then(|g| g.as_str());
+            let version = spec.and_then(|s| s.get("version")).and_then(|v| v.as_str());
+            if let (true, Some(group), Some(version)) = (backed, group, version) {
+                fingerprint.aggregated.insert(format!("{group}/{version}"));
+            }
+        }
+        fingerprint
+    }
+}
+
+/// Group-version documents of an earlier discovery, for the next one in the
+/// same process (see the module comment for when they are reused).
+#[derive(Clone, Debug, Default)]
+pub struct CatalogCache {
+    last: Option<CachedDocuments>,
+}
+
+#[derive(Clone, Debug)]
+struct CachedDocuments {
+    fingerprint: ApiFingerprint,
+    /// Resources of every group-version read without error, by (group, version).
+    documents: BTreeMap<(String, String), Vec<ServedResource>>,
+}
+
+impl CatalogCache {
+    /// The document of `group`/`version` to reuse under `fingerprint`, if
+    /// any. Pure.
+    fn reusable(
+        &self,
+        fingerprint: Option<&ApiFingerprint>,
+        group: &str,
+        version: &str,
+    ) -> Option<&Vec<ServedResource>> {
+        let last = self.last.as_ref()?;
+        let fingerprint = fingerprint?;
+        if last.fingerprint != *fingerprint
+            || fingerprint
+                .aggregated
+                .contains(&format!("{group}/{version}"))
+        {
+            return None;
+        }
+        last.documents.get(&(group.to_owned(), version.to_owned()))
+    }
+
+    /// How many group-version documents the cache holds.
+    pub fn documents(&self) -> usize {
+        self.last.as_ref().map_or(0, |l| l.documents.len())
+    }
+}
+
 /// Errors that stop discovery as a whole (the root documents themselves fail).
 #[derive(Debug, thiserror::Error)]
 pub enum ApiDiscoveryError {
@@ -103,6 +196,18 @@ pub enum ApiDiscoveryError {
 
 /// Reads every group's preferred version, group-version by group-version.
 pub async fn discover_api(client: &Client) -> Result<ApiCatalog, ApiDiscoveryError> {
+    discover_api_cached(client, &mut CatalogCache::default(), None).await
+}
+
+/// [`discover_api`], reusing the documents `cache` holds where
+/// `fingerprint` (of the CRDs and APIServices listed right before) allows,
+/// and leaving this discovery's documents in `cache`. Without a
+/// fingerprint nothing is reused and the cache is emptied.
+pub async fn discover_api_cached(
+    client: &Client,
+    cache: &mut CatalogCache,
+    fingerprint: Option<ApiFingerprint>,
+) -> Result<ApiCatalog, ApiDiscoveryError> {
     let probe = RetryPolicy::quick();
     let core = retry::with_retry(&RetryPolicy::standard(), "GET /api", || {
         client.list_core_api_versions()
@@ -138,6 +243,25 @@ pub async fn discover_api(client: &Client) -> Result<ApiCatalog, ApiDiscoveryErr
         targets.push((group.name.clone(), version.version.clone()));
     }
 
+    // Documents reused from the cache, and the group-versions to read.
+    let mut reused: Vec<(String, String, Vec<ServedResource>)> = Vec::new();
+    targets.retain(
+        |(group, version)| match cache.reusable(fingerprint.as_ref(), group, version) {
+            Some(document) => {
+                reused.push((group.clone(), version.clone(), document.clone()));
+                false
+            }
+            None => true,
+        },
+    );
+    if !reused.is_empty() {
+        tracing::debug!(
+            reused = reused.len(),
+            read = targets.len(),
+            "API discovery reuses group-version documents: no CRD or APIService changed"
+        );
+    }
+
     let results: Vec<_> = futures::stream::iter(targets)
         .map(|(group, version)| {
             let probe = probe.clone();
@@ -161,31 +285,27 @@ pub async fn discover_api(client: &Client) -> Result<ApiCatalog, ApiDiscoveryErr
         .await;
 
     let mut catalog = ApiCatalog::default();
-    // Sorted output keeps plans and reports stable across runs.
-    let mut resources: BTreeMap<(String, String), ServedResource> = BTreeMap::new();
+    let mut documents: BTreeMap<(String, String), Vec<ServedResource>> = BTreeMap::new();
     for (group, version, gv, listed) in results {
         match listed {
             Ok(list) => {
-                for r in list.resources {
+                let document = list
+                    .resources
+                    .into_iter()
                     // Subresources (`pods/status`) are not objects of their own.
-                    if r.name.contains('/') {
-                        continue;
-                    }
-                    let resource = ResourceType {
-                        group: group.clone(),
-                        version: version.clone(),
-                        kind: r.kind,
-                        plural: r.name.clone(),
-                        namespaced: r.namespaced,
-                    };
-                    resources.insert(
-                        (group.clone(), r.name),
-                        ServedResource {
-                            resource,
-                            verbs: r.verbs,
+                    .filter(|r| !r.name.contains('/'))
+                    .map(|r| ServedResource {
+                        resource: ResourceType {
+                            group: group.clone(),
+                            version: version.clone(),
+                            kind: r.kind,
+                            plural: r.name,
+                            namespaced: r.namespaced,
                         },
-                    );
-                }
+                        verbs: r.verbs,
+                    })
+                    .collect();
+                documents.insert((group, version), document);
             }
             Err(err) => {
                 tracing::warn!(group_version = %gv, error = %err, "API group-version failed discovery; continuing without it");
@@ -197,10 +317,27 @@ pub async fn discover_api(client: &Client) -> Result<ApiCatalog, ApiDiscoveryErr
             }
         }
     }
+    for (group, version, document) in reused {
+        documents.insert((group, version), document);
+    }
+    // Sorted output keeps plans and reports stable across runs.
+    let mut resources: BTreeMap<(String, String), ServedResource> = BTreeMap::new();
+    for document in documents.values() {
+        for r in document {
+            resources.insert(
+                (r.resource.group.clone(), r.resource.plural.clone()),
+                r.clone(),
+            );
+        }
+    }
     catalog.resources = resources.into_values().collect();
     catalog
         .broken
         .sort_by(|a, b| a.group_version.cmp(&b.group_version));
+    cache.last = fingerprint.map(|fingerprint| CachedDocuments {
+        fingerprint,
+        documents,
+    });
     Ok(catalog)
 }
 
@@ -298,6 +435,131 @@ pub async fn list_in_namespaces(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn object(name: &str, uid: &str, rv: &str, data: serde_json::Value) -> DynamicObject {
+        let mut o =
+            DynamicObject::new(name, &crate::inventory::types::crd().api_resource()).data(data);
+        o.metadata.uid = Some(uid.into());
+        o.metadata.resource_version = Some(rv.into());
+        o
+    }
+
+    fn cache_under(fingerprint: &ApiFingerprint) -> CatalogCache {
+        let served = |group: &str| ServedResource {
+            resource: ResourceType {
+                group: group.into(),
+                version: "v1".into(),
+                kind: "Thing".into(),
+                plural: "things".into(),
+                namespaced: true,
+            },
+            verbs: vec!["list".into()],
+        };
+        CatalogCache {
+            last: Some(CachedDocuments {
+                fingerprint: fingerprint.clone(),
+                documents: [
+                    (("".into(), "v1".into()), vec![served("")]),
+                    (("apps".into(), "v1".into()), vec![served("apps")]),
+                    (
+                        ("tenant.kubesphere.io".into(), "v1".into()),
+                        vec![served("x")],
+                    ),
+                    (
+                        ("metrics.example.com".into(), "v1".into()),
+                        vec![served("m")],
+                    ),
+                ]
+                .into_iter()
+                .collect(),
+            }),
+        }
+    }
+
+    #[test]
+    fn documents_are_reused_only_under_the_same_crds_and_api_services() {
+        let crd = object(
+            "workspaces.tenant.kubesphere.io",
+            "u1",
+            "10",
+            serde_json::json!({}),
+        );
+        let aggregated = object(
+            "v1.metrics.example.com",
+            "u2",
+            "20",
+            serde_json::json!({"spec": {"group": "metrics.example.com", "version": "v1",
+                "service": {"name": "metrics", "namespace": "x"}}}),
+        );
+        let local = object(
+            "v1.apps",
+            "u3",
+            "30",
+            serde_json::json!({"spec": {"group": "apps", "version": "v1", "service": null}}),
+        );
+        let before = ApiFingerprint::of(
+            std::slice::from_ref(&crd),
+            &[aggregated.clone(), local.clone()],
+        );
+        let cache = cache_under(&before);
+        assert_eq!(cache.documents(), 4);
+
+        // Nothing changed: built-in and CRD documents are reused, and the
+        // aggregated one is read again all the same.
+        assert!(cache.reusable(Some(&before), "", "v1").is_some());
+        assert!(cache.reusable(Some(&before), "apps", "v1").is_some());
+        assert!(
+            cache
+                .reusable(Some(&before), "tenant.kubesphere.io", "v1")
+                .is_some()
+        );
+        assert!(
+            cache
+                .reusable(Some(&before), "metrics.example.com", "v1")
+                .is_none()
+        );
+        // Another preferred version, or a group-version not read (or broken) before.
+        assert!(cache.reusable(Some(&before), "apps", "v2").is_none());
+        assert!(
+            cache
+                .reusable(Some(&before), "new.example.com", "v1")
+                .is_none()
+        );
+        // No fingerprint: nothing is reused.
+        assert!(cache.reusable(None, "apps", "v1").is_none());
+
+        // A CRD edited or established (new resourceVersion), re-created
+        // (new UID), added or deleted; an APIService changing availability:
+        // nothing is reused.
+        let edited = object(
+            "workspaces.tenant.kubesphere.io",
+            "u1",
+            "11",
+            serde_json::json!({}),
+        );
+        let recreated = object(
+            "workspaces.tenant.kubesphere.io",
+            "u9",
+            "10",
+            serde_json::json!({}),
+        );
+        let added = object("users.iam.kubesphere.io", "u4", "40", serde_json::json!({}));
+        let mut back = aggregated.clone();
+        back.metadata.resource_version = Some("21".into());
+        let services = [aggregated.clone(), local.clone()];
+        for changed in [
+            ApiFingerprint::of(std::slice::from_ref(&edited), &services),
+            ApiFingerprint::of(std::slice::from_ref(&recreated), &services),
+            ApiFingerprint::of(&[crd.clone(), added], &services),
+            ApiFingerprint::of(&[], &services),
+            ApiFingerprint::of(std::slice::from_ref(&crd), &[back, local.clone()]),
+            ApiFingerprint::of(std::slice::from_ref(&crd), std::slice::from_ref(&local)),
+        ] {
+            assert_ne!(changed, before);
+            assert!(cache.reusable(Some(&changed), "apps", "v1").is_none());
+            assert!(cache.reusable(Some(&changed), "", "v1").is_none());
+        }
+    }
 
     #[test]
     fn api_service_name_of_group_version() {

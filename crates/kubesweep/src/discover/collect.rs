@@ -11,7 +11,7 @@ use k8s_openapi::api::apps::v1::Deployment;
 use kube::Client;
 use kube::api::{Api, DynamicObject, ListParams, TypeMeta};
 
-use super::api::{self, ApiCatalog, ApiDiscoveryError};
+use super::api::{self, ApiCatalog, ApiDiscoveryError, ApiFingerprint, CatalogCache};
 use crate::inventory::{
     ClusterIdentity, CrdInventory, DiscoveryIssue, Inventory, ObservedList, types,
 };
@@ -76,8 +76,36 @@ pub async fn discover(
     profile: &Profile,
     cluster: &ClusterIdentity,
 ) -> Result<Inventory, DiscoverError> {
-    let catalog = api::discover_api(client).await?;
-    discover_with_catalog(client, profile, cluster, &catalog).await
+    discover_cached(client, profile, cluster, &mut CatalogCache::default()).await
+}
+
+/// [`discover`], reusing the API catalog's group-version documents `cache`
+/// holds from an earlier discovery when no CRD or APIService changed since
+/// (see [`api::CatalogCache`]), and leaving this one's in `cache`. The CRDs
+/// and APIServices are listed before the catalog is read, so an unchanged
+/// fingerprint means nothing changed from before the earlier catalog was
+/// read until now.
+pub async fn discover_cached(
+    client: &Client,
+    profile: &Profile,
+    cluster: &ClusterIdentity,
+    cache: &mut CatalogCache,
+) -> Result<Inventory, DiscoverError> {
+    let crds = essential(client, &types::crd()).await?;
+    // A failed list is retried with the other cluster-wide lists (and
+    // becomes an issue there); nothing is reused without it.
+    let api_services = api::list_all(client, &types::api_service(), None, None)
+        .await
+        .ok();
+    let fingerprint = api_services
+        .as_deref()
+        .map(|services| ApiFingerprint::of(&crds, services));
+    let catalog = api::discover_api_cached(client, cache, fingerprint).await?;
+    let listed = Listed {
+        crds: Some(crds),
+        api_services,
+    };
+    collect(client, profile, cluster, &catalog, listed).await
 }
 
 /// [`discover`] with an API catalog already read (verify and preflight reuse one).
@@ -86,6 +114,23 @@ pub async fn discover_with_catalog(
     profile: &Profile,
     cluster: &ClusterIdentity,
     catalog: &ApiCatalog,
+) -> Result<Inventory, DiscoverError> {
+    collect(client, profile, cluster, catalog, Listed::default()).await
+}
+
+/// Lists a discovery already made before reading the catalog.
+#[derive(Default)]
+struct Listed {
+    crds: Option<Vec<DynamicObject>>,
+    api_services: Option<Vec<DynamicObject>>,
+}
+
+async fn collect(
+    client: &Client,
+    profile: &Profile,
+    cluster: &ClusterIdentity,
+    catalog: &ApiCatalog,
+    listed: Listed,
 ) -> Result<Inventory, DiscoverError> {
     let mut inventory = Inventory::empty(cluster.clone());
     inventory.resource_types = catalog
@@ -105,19 +150,25 @@ pub async fn discover_with_catalog(
 
     // Essential lists: without them the plan would be wrong, not just incomplete.
     inventory.namespaces = essential(client, &types::namespace()).await?;
-    let crds = essential(client, &types::crd()).await?;
+    let crds = match listed.crds {
+        Some(crds) => crds,
+        None => essential(client, &types::crd()).await?,
+    };
 
     // Fixed cluster-wide lists, concurrently; a failure becomes an issue.
-    let fixed = [
+    let mut fixed = vec![
         types::validating_webhook(),
         types::mutating_webhook(),
-        types::api_service(),
         types::cluster_role(),
         types::cluster_role_binding(),
         types::role(),
         types::role_binding(),
         types::csr(),
     ];
+    match listed.api_services {
+        Some(services) => inventory.api_services = services,
+        None => fixed.push(types::api_service()),
+    }
     let listed: Vec<_> = futures::stream::iter(fixed)
         .map(|rt| async move {
             let result = api::list_all(client, &rt, None, None).await;

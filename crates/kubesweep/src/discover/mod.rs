@@ -8,8 +8,11 @@ mod content;
 mod helm;
 
 pub use api::{
-    ApiCatalog, ApiDiscoveryError, BrokenGroupVersion, PAGE_SIZE, ServedResource, discover_api,
-    dynamic_api, error_message, list_all, list_in_namespaces,
+    ApiCatalog, ApiDiscoveryError, ApiFingerprint, BrokenGroupVersion, CatalogCache, PAGE_SIZE,
+    ServedResource, discover_api, discover_api_cached, dynamic_api, error_message, list_all,
+    list_in_namespaces,
 };
-pub use collect::{DiscoverError, discover, discover_with_catalog, instance_type, is_scan_skipped};
+pub use collect::{
+    DiscoverError, discover, discover_cached, discover_with_catalog, instance_type, is_scan_skipped,
+};
 pub use content::namespace_content;
