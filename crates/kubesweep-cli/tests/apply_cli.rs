@@ -117,7 +117,7 @@ async fn cli_removes_the_footprint_touching_nothing_else_and_a_second_apply_is_a
     let saved: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&plan_file).expect("plan file"))
             .expect("plan JSON");
-    assert_eq!(saved["schema_version"], 1);
+    assert_eq!(saved["schema_version"], 2);
     assert_eq!(
         propagation_in(&saved, &owner["uid"]),
         Some("Orphan".to_owned()),

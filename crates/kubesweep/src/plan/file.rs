@@ -167,9 +167,9 @@ mod tests {
         let err = parse_plan_file(&unsigned.to_string()).expect_err("no digest");
         assert!(matches!(err, PlanFileError::NoDigest), "{err}");
 
-        value["schema_version"] = 2.into();
+        value["schema_version"] = 3.into();
         let err = parse_plan_file(&value.to_string()).expect_err("schema");
-        assert!(matches!(err, PlanFileError::Schema { found: 2 }), "{err}");
+        assert!(matches!(err, PlanFileError::Schema { found: 3 }), "{err}");
 
         let err = parse_plan_file(&text[..text.len() / 2]).expect_err("truncated");
         let PlanFileError::Syntax { line, column, .. } = err else {
