@@ -227,6 +227,6 @@ fn a_plan_with_removed_with_crd_reads_back_and_a_version_1_file_is_refused() {
     assert!(matches!(err, PlanFileError::Schema { found: 1 }), "{err}");
     assert_eq!(
         err.to_string(),
-        "has schema version 1, this kubesweep reads version 2"
+        "has schema version 1, this kubesweep reads version 2: make a new plan with this kubesweep"
     );
 }

@@ -31,7 +31,10 @@ pub enum PlanFileError {
         message: String,
     },
     /// A plan of another schema version.
-    #[error("has schema version {found}, this kubesweep reads version {PLAN_SCHEMA_VERSION}")]
+    #[error(
+        "has schema version {found}, this kubesweep reads version {PLAN_SCHEMA_VERSION}: \
+         make a new plan with this kubesweep"
+    )]
     Schema {
         /// The version in the file.
         found: u32,
