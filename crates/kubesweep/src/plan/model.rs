@@ -7,7 +7,9 @@
 //! conversion webhook is disabled in [`PhaseId::CrdConversion`] before the CRD
 //! is deleted in [`PhaseId::Crds`]). Every mutation is bound to the target's
 //! UID (delete preconditions; metadata patches test the resourceVersion and
-//! remove values by value).
+//! remove values by value). The one removal kubesweep does not request by
+//! name, [`Operation::RemovedWithCrd`], is the API server's, following from
+//! the UID-bound delete of the instance's CRD.
 
 use crate::inventory::ClusterIdentity;
 use crate::resource::ObjectRef;
@@ -173,7 +175,9 @@ pub enum PhaseId {
     /// and extensions into the members through these, and the members'
     /// removal is reported against them.
     ClusterRegistrations,
-    /// Platform CRDs deleted.
+    /// Platform CRDs deleted. The API server deletes the instances still
+    /// there ([`Operation::RemovedWithCrd`]) and removes a CRD only once they
+    /// are gone, so the phase's wait for the CRDs covers them too.
     Crds,
     /// RBAC, CSRs and hook leftovers.
     ClusterLeftovers,

@@ -146,12 +146,13 @@ fn within(fresh: &Operation, confirmed: &Operation) -> bool {
                 propagation: Propagation::Background,
             },
         ) => subset(ff, cf),
-        // Something came to depend on it, or a foreign finalizer appeared:
-        // its own delete (Orphan keeps the dependents) does no more.
+        // A foreign finalizer appeared: its own Background delete does the
+        // same. (Something came to depend on it: Orphan is another
+        // propagation than confirmed, refused like Background to Orphan.)
         (
             StripFinalizersThenDelete {
                 finalizers: ff,
-                propagation: Propagation::Background | Propagation::Orphan,
+                propagation: Propagation::Background,
             },
             RemovedWithCrd { finalizers: cf, .. },
         ) => subset(ff, cf),
@@ -364,7 +365,7 @@ mod tests {
     }
 
     #[test]
-    fn removal_with_the_crd_and_a_background_delete_cover_each_other_not_an_orphan() {
+    fn removal_with_the_crd_and_a_background_delete_cover_each_other_an_orphan_does_not() {
         let with_crd = |finalizers: &[&str]| {
             action_on(
                 "ip",
@@ -378,9 +379,13 @@ mod tests {
         let confirmed = in_crs(with_crd(&["kubesphere.io/x"]));
         assert!(reconcile(&confirmed, &in_crs(with_crd(&[]))).is_ok());
         assert!(reconcile(&confirmed, &in_crs(with_crd(&["kubesphere.io/y"]))).is_err());
-        // A dependent appeared since: its own Orphan delete does no more.
-        assert!(reconcile(&confirmed, &in_crs(delete("ip", Propagation::Orphan))).is_ok());
+        // A foreign finalizer appeared since: its own Background delete.
         assert!(reconcile(&confirmed, &in_crs(delete("ip", Propagation::Background))).is_ok());
+        // A dependent appeared since: the confirmed plan would have taken it
+        // with the CRD; as for a Background delete, the switch is refused.
+        let drift = reconcile(&confirmed, &in_crs(delete("ip", Propagation::Orphan)))
+            .expect_err("orphan now");
+        assert!(drift.to_string().contains("Orphan"), "{drift}");
         // Confirmed as its own delete: the CRD's removal may replace a
         // Background delete, never an Orphan one (it would take dependents).
         let background = in_crs(delete("ip", Propagation::Background));
