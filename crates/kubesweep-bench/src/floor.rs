@@ -182,7 +182,8 @@ fn needs_current_object(action: &Action) -> bool {
             owner_reference_uids,
             ..
         } => !finalizers.is_empty() || !owner_reference_uids.is_empty(),
-        Operation::StripFinalizersThenDelete { finalizers, .. } => !finalizers.is_empty(),
+        Operation::StripFinalizersThenDelete { finalizers, .. }
+        | Operation::RemovedWithCrd { finalizers, .. } => !finalizers.is_empty(),
         _ => false,
     }
 }
@@ -253,6 +254,12 @@ async fn execute(
                 owner_reference_uids,
             )
             .await?;
+        }
+        // The plan itself leaves these to the CRD's deletion.
+        Operation::RemovedWithCrd { finalizers, .. } => {
+            if !finalizers.is_empty() {
+                sent += strip(&api, target, object, &[], &[], finalizers, &[]).await?;
+            }
         }
         Operation::DisableConversionWebhook => {
             let body = Patch::Merge(json!({"spec": {"conversion": {"strategy": "None"}}}));

@@ -92,6 +92,19 @@ pub fn steps(action: &Action) -> Option<Vec<Step>> {
             steps.push(Step::Run(delete(target, *propagation)));
             steps
         }
+        // A per-object script deletes every object by name, whatever the
+        // plan leaves to the CRD's deletion.
+        Operation::RemovedWithCrd { finalizers, .. } => {
+            let mut steps = Vec::new();
+            if !finalizers.is_empty() {
+                steps.push(Step::GetThenPatch {
+                    get: get(target),
+                    patch: patch(target),
+                });
+            }
+            steps.push(Step::Run(delete(target, Propagation::Background)));
+            steps
+        }
         Operation::StripMetadata { .. } => vec![Step::GetThenPatch {
             get: get(target),
             patch: patch(target),
@@ -124,7 +137,8 @@ pub fn metadata_patch(operation: &Operation, object: &Value) -> Option<Value> {
             finalizers,
             owner_reference_uids,
         } => (labels, annotations, finalizers, owner_reference_uids),
-        Operation::StripFinalizersThenDelete { finalizers, .. } => (&[], &[], finalizers, &[]),
+        Operation::StripFinalizersThenDelete { finalizers, .. }
+        | Operation::RemovedWithCrd { finalizers, .. } => (&[], &[], finalizers, &[]),
         _ => return None,
     };
     let meta = object.get("metadata")?;

@@ -52,8 +52,15 @@ fn propagation_in(plan: &serde_json::Value, uid: &serde_json::Value) -> Option<S
         .and_then(|a| a["operation"]["propagation"].as_str().map(str::to_owned))
 }
 
+/// Whether a custom-resources action removes an object nothing depends on:
+/// a Background delete, or the removal with its CRD (which is one).
+fn deleted_with_nothing_depending(action: &serde_json::Value) -> bool {
+    action["operation"]["propagation"] == "Background"
+        || action["operation"]["type"] == "removedWithCrd"
+}
+
 /// Picks a platform custom resource that nothing depends on (the plan
-/// deletes it at once, Background) and makes a foreign cluster-scoped object
+/// deletes it Background, or leaves it to its CRD's deletion) and makes a foreign cluster-scoped object
 /// of a type no fixed list covers (a PriorityClass) its dependent: deleting
 /// the owner Background would let the garbage collector delete it.
 async fn foreign_cluster_object_owned_by_a_platform_resource(
@@ -70,9 +77,9 @@ async fn foreign_cluster_object_owned_by_a_platform_resource(
         .find(|p| p["id"] == "custom-resources")
         .and_then(|p| p["actions"].as_array())
         .and_then(|actions| {
-            actions.iter().find(|a| {
-                a["operation"]["propagation"] == "Background" && a["target"]["namespace"].is_null()
-            })
+            actions
+                .iter()
+                .find(|a| deleted_with_nothing_depending(a) && a["target"]["namespace"].is_null())
         })
         .map(|a| a["target"].clone())
         .expect("a cluster-scoped platform resource nothing depends on");
@@ -118,7 +125,7 @@ async fn cli_removes_the_footprint_touching_nothing_else_and_a_second_apply_is_a
     let saved: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&plan_file).expect("plan file"))
             .expect("plan JSON");
-    assert_eq!(saved["schema_version"], 1);
+    assert_eq!(saved["schema_version"], 2);
     assert_eq!(
         propagation_in(&saved, &owner["uid"]),
         Some("Orphan".to_owned()),
@@ -419,7 +426,9 @@ fn action_in<'a>(
         .as_array()?
         .iter()
         .find(|a| {
-            a["target"]["resource"]["kind"] == kind && a["operation"]["propagation"] == propagation
+            a["target"]["resource"]["kind"] == kind
+                && (a["operation"]["propagation"] == propagation
+                    || propagation == "Background" && deleted_with_nothing_depending(a))
         })
 }
 

@@ -438,6 +438,9 @@ fn a_truncated_edited_unsigned_or_future_plan_exits_5_before_connecting() {
     unsigned.as_object_mut().expect("object").remove("digest");
     let mut future = valid.clone();
     future["schema_version"] = 99.into();
+    // Saved by a kubesweep before custom resources could go with their CRD.
+    let mut older = valid.clone();
+    older["schema_version"] = 1.into();
     let cases = [
         (
             "truncated",
@@ -451,6 +454,11 @@ fn a_truncated_edited_unsigned_or_future_plan_exits_5_before_connecting() {
         ),
         ("unsigned", unsigned.to_string(), "has no digest"),
         ("future schema", future.to_string(), "schema version 99"),
+        (
+            "older schema",
+            older.to_string(),
+            "has schema version 1, this kubesweep reads version 2: make a new plan",
+        ),
         ("empty", String::new(), "invalid plan"),
         ("not JSON", "\u{0}\u{ff}garbage".to_owned(), "invalid plan"),
     ];

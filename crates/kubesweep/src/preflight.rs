@@ -138,6 +138,8 @@ pub fn operation_verbs(
         | Operation::DisableConversionWebhook
         | Operation::RewriteHelmRecord { .. } => (&["get", "patch"], None),
         Operation::StripFinalizersThenDelete { .. } => (&["get", "patch", "delete"], None),
+        // The API server deletes the object with its CRD: no delete of ours.
+        Operation::RemovedWithCrd { .. } => (&["get", "patch"], None),
         Operation::FinalizeNamespaceIfStuck => (&["get"], Some(("update", "finalize"))),
     }
 }
@@ -209,7 +211,7 @@ pub fn required_permissions(plan: &Plan) -> Vec<Permission> {
         if let Some((verb, sub)) = subresource {
             out.insert(perm(verb, Some(sub)));
         }
-        if phase.waits_for_deletion() && action.operation.deletes() {
+        if phase.waits_for_deletion() && action.operation.sends_delete() {
             out.insert(Permission {
                 verb: "list".into(),
                 namespace: None,

@@ -71,6 +71,13 @@ fn write_plan(out: &mut String, plan: &Plan, detail: Detail) -> std::fmt::Result
             "Total: {} actions ({} deletes, {} metadata strips, {} other); {} destroy data",
             c.actions, c.deletes, c.metadata_strips, c.other, c.destroying_data
         )?;
+        if c.removed_with_crds > 0 {
+            writeln!(
+                out,
+                "  of the deletes, {} custom resources are removed by their CRD's deletion (no delete of their own)",
+                c.removed_with_crds
+            )?;
+        }
     }
     if !plan.findings.is_empty() {
         writeln!(out)?;
@@ -137,6 +144,12 @@ fn operation_details(op: &Operation) -> String {
         Operation::RewriteHelmRecord { remove_kinds } => {
             let kinds: Vec<String> = remove_kinds.iter().map(ToString::to_string).collect();
             parts.push(format!("drop kinds: {}", kinds.join(", ")));
+        }
+        Operation::RemovedWithCrd { finalizers, crd } => {
+            if !finalizers.is_empty() {
+                parts.push(format!("finalizers: {}", finalizers.join(", ")));
+            }
+            parts.push(format!("deleted by the API server with CRD {crd}"));
         }
         Operation::DisableConversionWebhook | Operation::FinalizeNamespaceIfStuck => {}
     }

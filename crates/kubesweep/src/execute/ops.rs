@@ -134,6 +134,9 @@ pub(crate) async fn run_action(ctx: &Ctx<'_>, action: &Action) -> Outcome {
             finalizers,
             propagation,
         } => strip_finalizers_then_delete(ctx, &api, target, finalizers, *propagation).await,
+        Operation::RemovedWithCrd { finalizers, crd } => {
+            strip_for_crd_deletion(ctx, &api, target, finalizers, crd).await
+        }
         Operation::DisableConversionWebhook => disable_conversion(ctx, &api, target).await,
         Operation::FinalizeNamespaceIfStuck => finalize_namespace(ctx, target, None, true).await,
         Operation::RewriteHelmRecord { remove_kinds } => {
@@ -150,6 +153,7 @@ pub(crate) fn refuse_protected(target: &ObjectRef, operation: &Operation) -> Opt
         operation,
         Operation::Delete { .. }
             | Operation::StripFinalizersThenDelete { .. }
+            | Operation::RemovedWithCrd { .. }
             | Operation::FinalizeNamespaceIfStuck
     );
     (is_namespace && destructive && ALWAYS_PROTECTED_NAMESPACES.contains(&target.name.as_str()))
@@ -457,6 +461,58 @@ async fn strip_finalizers_then_delete(
         Outcome::AlreadyGone | Outcome::Done { .. } => Outcome::Done { detail: None },
         Outcome::Failed { message } => Outcome::Failed {
             message: format!("deleted, but stripping finalizers failed: {message}"),
+        },
+        other => other,
+    }
+}
+
+/// Strips the platform's finalizers from a custom resource and sends no
+/// delete: the plan deletes its CRD (UID precondition), and the API server
+/// then deletes every instance itself, so the delete that removes this
+/// object is the server's, not one kubesweep sends by name. With nothing to
+/// strip, nothing is sent.
+///
+/// The planner saw exactly these finalizers (none foreign) at the planned
+/// resourceVersion, so the first patch starts from the plan instead of a
+/// read: it tests the UID, that resourceVersion and the whole list, then
+/// removes the list. If the object changed since (a failed test), the strip
+/// starts over from a fresh read and removes the planned values only, as
+/// every metadata strip does.
+async fn strip_for_crd_deletion(
+    ctx: &Ctx<'_>,
+    api: &Api<DynamicObject>,
+    target: &ObjectRef,
+    finalizers: &[String],
+    crd: &str,
+) -> Outcome {
+    let removed = format!("removed by the deletion of CRD {crd}, no delete of its own");
+    if finalizers.is_empty() {
+        return Outcome::Done {
+            detail: Some(format!("no finalizer to strip; {removed}")),
+        };
+    }
+    let ops = vec![
+        json!({"op": "test", "path": "/metadata/uid", "value": target.uid}),
+        json!({"op": "test", "path": "/metadata/resourceVersion", "value": target.resource_version}),
+        json!({"op": "test", "path": "/metadata/finalizers", "value": finalizers}),
+        json!({"op": "remove", "path": "/metadata/finalizers"}),
+    ];
+    let outcome = match send_json_patch(ctx, api, target, ops).await {
+        Patched::Applied => Outcome::Done { detail: None },
+        Patched::Gone => Outcome::AlreadyGone,
+        Patched::Changed(error) => {
+            tracing::debug!(%target, %error, "changed since planning; stripping from a fresh read");
+            let removal = Removal {
+                finalizers: finalizers.to_vec(),
+                ..Removal::default()
+            };
+            strip_metadata(ctx, api, target, &removal).await
+        }
+        Patched::Failed(message) => Outcome::Failed { message },
+    };
+    match outcome {
+        Outcome::Done { .. } => Outcome::Done {
+            detail: Some(format!("finalizers stripped; {removed}")),
         },
         other => other,
     }

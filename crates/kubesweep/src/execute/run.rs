@@ -292,7 +292,12 @@ async fn run_phase(
             .actions
             .iter()
             .zip(&actions)
-            .filter(|(a, r)| a.operation.deletes() && matches!(r.outcome, Outcome::Done { .. }))
+            // Objects removed with their CRD are not gone before the CRDs
+            // phase: that phase's wait for the CRD covers them (a CRD is
+            // gone only once the API server has deleted all its instances).
+            .filter(|(a, r)| {
+                a.operation.sends_delete() && matches!(r.outcome, Outcome::Done { .. })
+            })
             .filter(|(a, _)| !options.not_waited_for.contains(&a.target.uid))
             .map(|(a, _)| a.target.clone())
             .collect();

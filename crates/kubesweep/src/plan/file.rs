@@ -31,7 +31,10 @@ pub enum PlanFileError {
         message: String,
     },
     /// A plan of another schema version.
-    #[error("has schema version {found}, this kubesweep reads version {PLAN_SCHEMA_VERSION}")]
+    #[error(
+        "has schema version {found}, this kubesweep reads version {PLAN_SCHEMA_VERSION}: \
+         make a new plan with this kubesweep"
+    )]
     Schema {
         /// The version in the file.
         found: u32,
@@ -167,9 +170,9 @@ mod tests {
         let err = parse_plan_file(&unsigned.to_string()).expect_err("no digest");
         assert!(matches!(err, PlanFileError::NoDigest), "{err}");
 
-        value["schema_version"] = 2.into();
+        value["schema_version"] = 3.into();
         let err = parse_plan_file(&value.to_string()).expect_err("schema");
-        assert!(matches!(err, PlanFileError::Schema { found: 2 }), "{err}");
+        assert!(matches!(err, PlanFileError::Schema { found: 3 }), "{err}");
 
         let err = parse_plan_file(&text[..text.len() / 2]).expect_err("truncated");
         let PlanFileError::Syntax { line, column, .. } = err else {

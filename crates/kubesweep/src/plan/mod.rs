@@ -12,6 +12,8 @@ pub use planner::{CONTENT_SKIP, namespaces_named_by_platform, namespaces_needing
 pub use reconcile::{PlanDrift, Unconfirmed, reconcile};
 
 #[cfg(test)]
+mod cascade_tests;
+#[cfg(test)]
 mod ownership_tests;
 #[cfg(test)]
 pub(crate) mod test_support;

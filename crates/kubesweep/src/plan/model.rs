@@ -7,7 +7,9 @@
 //! conversion webhook is disabled in [`PhaseId::CrdConversion`] before the CRD
 //! is deleted in [`PhaseId::Crds`]). Every mutation is bound to the target's
 //! UID (delete preconditions; metadata patches test the resourceVersion and
-//! remove values by value).
+//! remove values by value). The one removal kubesweep does not request by
+//! name, [`Operation::RemovedWithCrd`], is the API server's, following from
+//! the UID-bound delete of the instance's CRD.
 
 use crate::inventory::ClusterIdentity;
 use crate::resource::ObjectRef;
@@ -16,7 +18,10 @@ use sha2::{Digest, Sha256};
 use std::fmt;
 
 /// Version of the JSON schema of [`Plan`]; bumped on incompatible changes.
-pub const PLAN_SCHEMA_VERSION: u32 = 1;
+/// Version 2 added [`Operation::RemovedWithCrd`]: a version-1 reader would
+/// not know it, and a version-1 plan is made again rather than run by a
+/// kubesweep that plans instances differently.
+pub const PLAN_SCHEMA_VERSION: u32 = 2;
 
 /// A complete removal plan for one cluster.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -159,7 +164,9 @@ pub enum PhaseId {
     /// neither listed nor patched.
     CrdConversion,
     /// Custom resources: platform finalizers stripped, deleted (Orphan when
-    /// something is seen to depend on them, else Background).
+    /// something is seen to depend on them, else Background), or, for
+    /// [`Operation::RemovedWithCrd`], only stripped: their CRD's deletion in
+    /// [`PhaseId::Crds`] removes them.
     CustomResources,
     /// The platform's registrations of other clusters (a KubeSphere host's
     /// `clusters.cluster.kubesphere.io` objects, profile
@@ -168,7 +175,9 @@ pub enum PhaseId {
     /// and extensions into the members through these, and the members'
     /// removal is reported against them.
     ClusterRegistrations,
-    /// Platform CRDs deleted.
+    /// Platform CRDs deleted. The API server deletes the instances still
+    /// there ([`Operation::RemovedWithCrd`]) and removes a CRD only once they
+    /// are gone, so the phase's wait for the CRDs covers them too.
     Crds,
     /// RBAC, CSRs and hook leftovers.
     ClusterLeftovers,
@@ -327,6 +336,21 @@ pub enum Operation {
         /// Propagation policy of the delete.
         propagation: Propagation,
     },
+    /// Remove these `metadata.finalizers` values (all the object has: none
+    /// is foreign) and send no delete: the API server deletes the object
+    /// when it deletes its CRD, which this plan deletes in [`PhaseId::Crds`]
+    /// with the CRD's UID as precondition. Planned only for instances of a
+    /// CRD that is the platform's alone, whose instances were all listed,
+    /// that nothing is seen to depend on (it would be deleted with
+    /// Background propagation) and that carry no foreign finalizer; every
+    /// other instance gets [`Operation::StripFinalizersThenDelete`]. With no
+    /// finalizers to remove nothing is sent for the object at all.
+    RemovedWithCrd {
+        /// Finalizers to remove (may be empty).
+        finalizers: Vec<String>,
+        /// Name of the CRD whose deletion removes the object.
+        crd: String,
+    },
     /// Set `spec.conversion` of a CRD to `{strategy: None}` so its objects can
     /// be listed and deleted although the conversion service is gone.
     DisableConversionWebhook,
@@ -358,14 +382,27 @@ impl Operation {
             Operation::Delete { .. } => "delete",
             Operation::StripMetadata { .. } => "strip metadata",
             Operation::StripFinalizersThenDelete { .. } => "strip finalizers, delete",
+            Operation::RemovedWithCrd { .. } => "strip finalizers, removed with its CRD",
             Operation::DisableConversionWebhook => "disable conversion webhook",
             Operation::FinalizeNamespaceIfStuck => "finalize if stuck",
             Operation::RewriteHelmRecord { .. } => "rewrite helm record",
         }
     }
 
-    /// Whether the operation removes its target.
+    /// Whether the plan removes the target: by a delete of its own, or
+    /// through its CRD's deletion ([`Operation::RemovedWithCrd`]).
     pub fn deletes(&self) -> bool {
+        matches!(
+            self,
+            Operation::Delete { .. }
+                | Operation::StripFinalizersThenDelete { .. }
+                | Operation::RemovedWithCrd { .. }
+        )
+    }
+
+    /// Whether kubesweep itself sends a delete for the target (so the
+    /// phase that sends it waits for the target to go).
+    pub fn sends_delete(&self) -> bool {
         matches!(
             self,
             Operation::Delete { .. } | Operation::StripFinalizersThenDelete { .. }
@@ -616,6 +653,10 @@ pub struct PlanCounts {
     pub actions: usize,
     /// Actions that delete their target.
     pub deletes: usize,
+    /// Of [`PlanCounts::deletes`], the custom resources removed by their
+    /// CRD's deletion rather than one delete each.
+    #[serde(default)]
+    pub removed_with_crds: usize,
     /// Metadata strips on kept objects.
     pub metadata_strips: usize,
     /// Other actions (conversion, finalize).
@@ -633,7 +674,12 @@ impl PlanCounts {
         for action in phases.iter().flat_map(|p| &p.actions) {
             counts.actions += 1;
             match &action.operation {
-                op if op.deletes() => counts.deletes += 1,
+                op if op.deletes() => {
+                    counts.deletes += 1;
+                    if !op.sends_delete() {
+                        counts.removed_with_crds += 1;
+                    }
+                }
                 Operation::StripMetadata { .. } => counts.metadata_strips += 1,
                 _ => counts.other += 1,
             }

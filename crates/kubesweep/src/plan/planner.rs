@@ -19,6 +19,7 @@ use kube::api::DynamicObject;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
+mod cascade;
 mod data;
 mod deleted_namespaces;
 mod executor;
@@ -156,7 +157,7 @@ impl<'a> Planner<'a> {
             .filter(|a| a.operation.deletes())
             .map(|a| a.target.uid.clone())
             .collect();
-        let phases: Vec<Phase> = phases
+        let mut phases: Vec<Phase> = phases
             .into_iter()
             .map(|(id, mut actions)| {
                 if id == PhaseId::KeptObjects {
@@ -173,6 +174,9 @@ impl<'a> Planner<'a> {
                 }
             })
             .collect();
+        // Once every phase is final: instances left to a CRD that is kept
+        // after all get their own delete.
+        cascade::settle(&mut phases, &findings);
         hazards.sort_by(|a, b| a.target.cmp(&b.target));
         let counts = PlanCounts::compute(&phases, &findings);
         Plan {
@@ -605,6 +609,12 @@ impl<'a> Planner<'a> {
                 });
                 continue;
             }
+            let listed = crd.instances_listed && crd.resource.is_some();
+            // The CRD whose deletion may remove the instances: the
+            // platform's alone, and all of it listed (see `cascade`).
+            let removed_with = matches!(role, CrdRole::Owned)
+                .then_some(crd.name())
+                .filter(|_| listed);
             let mut foreign = Vec::new();
             if let Some(rt) = &crd.resource {
                 for instance in &crd.instances {
@@ -618,10 +628,9 @@ impl<'a> Planner<'a> {
                             continue;
                         }
                     };
-                    self.custom_resource(rt, instance, reason);
+                    self.custom_resource(rt, instance, reason, removed_with);
                 }
             }
-            let listed = crd.instances_listed && crd.resource.is_some();
             let remove_crd = match role {
                 CrdRole::Owned if listed => Some(format!(
                     "CRD in the platform group {} (after its instances)",
@@ -680,7 +689,15 @@ impl<'a> Planner<'a> {
         });
     }
 
-    fn custom_resource(&mut self, rt: &ResourceType, instance: &DynamicObject, reason: String) {
+    /// Plans one instance of a platform (or shared) CRD; `removed_with` names
+    /// its CRD when the plan deletes it and listed all its instances.
+    fn custom_resource(
+        &mut self,
+        rt: &ResourceType,
+        instance: &DynamicObject,
+        reason: String,
+        removed_with: Option<&str>,
+    ) {
         let Some(target) = ObjectRef::from_object(rt, instance) else {
             return;
         };
@@ -723,15 +740,11 @@ impl<'a> Planner<'a> {
         } else {
             PhaseId::CustomResources
         };
-        self.push(
-            phase,
-            target,
-            Operation::StripFinalizersThenDelete {
-                finalizers,
-                propagation,
-            },
-            reason,
-        );
+        // Cluster registrations keep their own phase and deletes.
+        let removed_with = removed_with.filter(|_| phase == PhaseId::CustomResources);
+        let operation =
+            cascade::instance_operation(finalizers, propagation, removed_with, !foreign.is_empty());
+        self.push(phase, target, operation, reason);
     }
 
     /// Whether a shared CRD is removed: only when asked, when all its

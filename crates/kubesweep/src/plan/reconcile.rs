@@ -110,6 +110,7 @@ pub fn reconcile(confirmed: &Plan, fresh: &Plan) -> Result<(Plan, usize), PlanDr
 
 /// Whether `fresh` does no more than `confirmed` to the same object.
 fn within(fresh: &Operation, confirmed: &Operation) -> bool {
+    use crate::plan::Propagation;
     use Operation::*;
     let subset = |a: &[String], b: &[String]| a.iter().all(|x| b.contains(x));
     match (fresh, confirmed) {
@@ -126,6 +127,35 @@ fn within(fresh: &Operation, confirmed: &Operation) -> bool {
                 propagation: c,
             },
         ) => f == c && subset(ff, cf),
+        // The CRD's deletion removes the object as a Background delete
+        // would: one is no more than the other when the finalizers are.
+        (
+            RemovedWithCrd {
+                finalizers: ff,
+                crd: f,
+            },
+            RemovedWithCrd {
+                finalizers: cf,
+                crd: c,
+            },
+        ) => f == c && subset(ff, cf),
+        (
+            RemovedWithCrd { finalizers: ff, .. },
+            StripFinalizersThenDelete {
+                finalizers: cf,
+                propagation: Propagation::Background,
+            },
+        ) => subset(ff, cf),
+        // A foreign finalizer appeared: its own Background delete does the
+        // same. (Something came to depend on it: Orphan is another
+        // propagation than confirmed, refused like Background to Orphan.)
+        (
+            StripFinalizersThenDelete {
+                finalizers: ff,
+                propagation: Propagation::Background,
+            },
+            RemovedWithCrd { finalizers: cf, .. },
+        ) => subset(ff, cf),
         (
             StripMetadata {
                 labels: fl,
@@ -153,6 +183,7 @@ fn describe(operation: &Operation) -> String {
         | Operation::StripFinalizersThenDelete { propagation, .. } => {
             format!("{} ({propagation:?})", operation.verb())
         }
+        Operation::RemovedWithCrd { crd, .. } => format!("{} ({crd})", operation.verb()),
         other => other.verb().to_owned(),
     }
 }
@@ -331,5 +362,41 @@ mod tests {
         // The same object in another phase is another action.
         let moved = plan_with(vec![(PhaseId::ClusterLeftovers, strip(&["a"]))]);
         assert!(reconcile(&confirmed, &moved).is_err());
+    }
+
+    #[test]
+    fn removal_with_the_crd_and_a_background_delete_cover_each_other_an_orphan_does_not() {
+        let with_crd = |finalizers: &[&str]| {
+            action_on(
+                "ip",
+                Operation::RemovedWithCrd {
+                    finalizers: finalizers.iter().map(|s| s.to_string()).collect(),
+                    crd: "installplans.kubesphere.io".into(),
+                },
+            )
+        };
+        let in_crs = |a: Action| plan_with(vec![(PhaseId::CustomResources, a)]);
+        let confirmed = in_crs(with_crd(&["kubesphere.io/x"]));
+        assert!(reconcile(&confirmed, &in_crs(with_crd(&[]))).is_ok());
+        assert!(reconcile(&confirmed, &in_crs(with_crd(&["kubesphere.io/y"]))).is_err());
+        // A foreign finalizer appeared since: its own Background delete.
+        assert!(reconcile(&confirmed, &in_crs(delete("ip", Propagation::Background))).is_ok());
+        // A dependent appeared since: the confirmed plan would have taken it
+        // with the CRD; as for a Background delete, the switch is refused.
+        let drift = reconcile(&confirmed, &in_crs(delete("ip", Propagation::Orphan)))
+            .expect_err("orphan now");
+        assert!(drift.to_string().contains("Orphan"), "{drift}");
+        // Confirmed as its own delete: the CRD's removal may replace a
+        // Background delete, never an Orphan one (it would take dependents).
+        let background = in_crs(delete("ip", Propagation::Background));
+        assert!(reconcile(&background, &confirmed).is_ok());
+        let orphan = in_crs(delete("ip", Propagation::Orphan));
+        let drift = reconcile(&orphan, &confirmed).expect_err("orphan confirmed");
+        assert!(
+            drift
+                .to_string()
+                .contains("strip finalizers, removed with its CRD (installplans.kubesphere.io)"),
+            "{drift}"
+        );
     }
 }

@@ -50,7 +50,7 @@ fn empty_inventory_plans_nothing() {
     assert!(p.findings.is_empty());
     assert!(p.data_hazards.is_empty());
     assert_eq!(p.phases.len(), PhaseId::ALL.len());
-    assert_eq!(p.schema_version, 1);
+    assert_eq!(p.schema_version, 2);
 }
 
 #[test]
@@ -624,7 +624,7 @@ fn json_round_trip_and_stable_schema() {
     assert_eq!(back, p);
     assert_eq!(back.digest(), p.digest());
     let value: serde_json::Value = serde_json::from_str(&text).expect("json");
-    assert_eq!(value["schema_version"], json!(1));
+    assert_eq!(value["schema_version"], json!(2));
     assert_eq!(value["phases"][0]["id"], json!("preflight"));
     let strip = value["phases"]
         .as_array()
