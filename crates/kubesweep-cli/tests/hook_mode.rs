@@ -418,7 +418,14 @@ async fn hook_mode_leaves_helm_its_records_and_kubesphere_system_goes_after_the_
         uid(&bindings, &hook.binding).await,
     );
     set_keep(&client, true).await;
-    let (out, summary) = run_hook(&env, dir.path(), &["--wait-timeout", "10"]);
+    // The held namespace waits out the whole budget, so it is short; but
+    // not shorter than what the rest needs on a loaded machine: the
+    // garbage collector removes the `orphan` finalizer of an Orphan delete
+    // only once its discovery (resynced every 30 s) knows the just-seeded
+    // CRDs, and a PVC's protection finalizer goes at the controller's pace.
+    // With 10 s both once outlasted the wait in CI and the run stopped
+    // before the held namespace was reported.
+    let (out, summary) = run_hook(&env, dir.path(), &["--wait-timeout", "45"]);
     assert_eq!(out.status.code(), Some(1), "{}", explain(&out));
     assert_json_lines(&out);
     assert!(
