@@ -189,12 +189,18 @@ async fn settle(
     let mut deleted = 0;
     let mut pause = Duration::from_millis(100);
     let mut held_since: Option<Instant> = None;
+    // The first listing covers every type; later ones only the types that
+    // still held something. A type listed empty in a terminating namespace
+    // stays empty (the API server refuses new objects there), and the
+    // finalize that follows lists every type again as its own proof, so
+    // this only saves the repeated lists of empty types.
+    let mut listing = types.clone();
     loop {
         // An interrupt sends no further write: the controller finishes.
         if cancel.is_cancelled() {
             return Err((deleted, "interrupted".into()));
         }
-        let content = namespace_content(ctx.client, types, &target.name, &[]).await;
+        let content = namespace_content(ctx.client, &listing, &target.name, &[]).await;
         if !content.complete() {
             return Err((
                 deleted,
@@ -207,6 +213,7 @@ async fn settle(
         if content.iter().next().is_none() {
             return Ok(deleted);
         }
+        listing = still_holding(&listing, &content);
         if let Some(pod) = terminating_pod(&content) {
             return Err((deleted, format!("pod {pod} is still terminating")));
         }
@@ -240,6 +247,19 @@ async fn settle(
         }
         tokio::time::sleep(pause).await;
         pause = (pause * 2).min(Duration::from_secs(1));
+    }
+}
+
+/// The part of `types` that `content` found objects of.
+fn still_holding(types: &ApiCatalog, content: &NamespaceContent) -> ApiCatalog {
+    ApiCatalog {
+        resources: types
+            .resources
+            .iter()
+            .filter(|r| content.objects.iter().any(|l| l.resource == r.resource))
+            .cloned()
+            .collect(),
+        broken: types.broken.clone(),
     }
 }
 
@@ -398,6 +418,28 @@ mod tests {
             json!({"metadata": {"deletionTimestamp": "2026-01-01T00:00:00Z"}, "spec": {}});
         let pending = content(vec![(pods, obj("v1", "Pod", Some("ns"), "p", unscheduled))]);
         assert_eq!(terminating_pod(&pending), None);
+    }
+
+    #[test]
+    fn later_listings_cover_only_the_types_that_still_held_something() {
+        use crate::discover::ServedResource;
+        let cms = rt("", "v1", "ConfigMap", "configmaps", true);
+        let secrets = rt("", "v1", "Secret", "secrets", true);
+        let served = |resource: &ResourceType| ServedResource {
+            resource: resource.clone(),
+            verbs: vec!["list".into(), "delete".into()],
+        };
+        let types = ApiCatalog {
+            resources: vec![served(&cms), served(&secrets)],
+            broken: Vec::new(),
+        };
+        let found = content(vec![(
+            secrets.clone(),
+            obj("v1", "Secret", Some("ns"), "s", json!({})),
+        )]);
+        let next = still_holding(&types, &found);
+        assert_eq!(next.resources, vec![served(&secrets)]);
+        assert!(still_holding(&next, &content(vec![])).resources.is_empty());
     }
 
     #[test]
