@@ -396,38 +396,11 @@ fn decode_plain(bytes: &[u8]) -> Result<Archive, ArchiveError> {
     let metadata_bytes = files
         .remove(METADATA_PATH)
         .ok_or(ArchiveError::Missing(METADATA_PATH))?;
-    let metadata: BackupMetadata =
-        serde_json::from_slice(&metadata_bytes).map_err(|e| ArchiveError::Malformed {
-            path: METADATA_PATH.into(),
-            message: e.to_string(),
-        })?;
-    if metadata.format_version != FORMAT_VERSION {
-        return Err(ArchiveError::Version {
-            found: metadata.format_version,
-        });
-    }
+    let metadata = parse_metadata(&metadata_bytes)?;
     let index_bytes = files
         .remove(INDEX_PATH)
         .ok_or(ArchiveError::Missing(INDEX_PATH))?;
-    let found = sha256_hex(&index_bytes);
-    if found != metadata.index_sha256 {
-        return Err(ArchiveError::Checksum {
-            path: INDEX_PATH.into(),
-            expected: metadata.index_sha256.clone(),
-            found,
-        });
-    }
-    let index: Index =
-        serde_json::from_slice(&index_bytes).map_err(|e| ArchiveError::Malformed {
-            path: INDEX_PATH.into(),
-            message: e.to_string(),
-        })?;
-    if index.entries.len() != metadata.entries {
-        return Err(ArchiveError::Count {
-            expected: metadata.entries,
-            found: index.entries.len(),
-        });
-    }
+    let index = checked_index(&index_bytes, &metadata)?;
     let mut objects = Vec::with_capacity(index.entries.len());
     for entry in index.entries {
         let bytes = files
@@ -495,17 +468,7 @@ pub fn verify_stream<R: Read>(mut reader: R) -> Result<usize, ArchiveError> {
             if path != METADATA_PATH {
                 return Err(ArchiveError::Missing(METADATA_PATH));
             }
-            let meta: BackupMetadata =
-                serde_json::from_slice(&data).map_err(|e| ArchiveError::Malformed {
-                    path: METADATA_PATH.into(),
-                    message: e.to_string(),
-                })?;
-            if meta.format_version != FORMAT_VERSION {
-                return Err(ArchiveError::Version {
-                    found: meta.format_version,
-                });
-            }
-            metadata = Some(meta);
+            metadata = Some(parse_metadata(&data)?);
             continue;
         };
         if !index_read {
@@ -513,26 +476,7 @@ pub fn verify_stream<R: Read>(mut reader: R) -> Result<usize, ArchiveError> {
                 return Err(ArchiveError::Missing(INDEX_PATH));
             }
             index_read = true;
-            let found = sha256_hex(&data);
-            if found != meta.index_sha256 {
-                return Err(ArchiveError::Checksum {
-                    path: INDEX_PATH.into(),
-                    expected: meta.index_sha256.clone(),
-                    found,
-                });
-            }
-            let index: Index =
-                serde_json::from_slice(&data).map_err(|e| ArchiveError::Malformed {
-                    path: INDEX_PATH.into(),
-                    message: e.to_string(),
-                })?;
-            if index.entries.len() != meta.entries {
-                return Err(ArchiveError::Count {
-                    expected: meta.entries,
-                    found: index.entries.len(),
-                });
-            }
-            for e in index.entries {
+            for e in checked_index(&data, meta)?.entries {
                 if expected.insert(e.path.clone(), e.sha256).is_some() {
                     // Listed twice: the second listing has no file of its own.
                     return Err(ArchiveError::MissingEntry { path: e.path });
@@ -590,6 +534,45 @@ fn capped_error(e: Capped, path: &str, limit: u64) -> ArchiveError {
 enum Capped {
     Io(std::io::Error),
     Over,
+}
+
+/// `metadata.json` parsed, and refused unless it is of this format version.
+fn parse_metadata(bytes: &[u8]) -> Result<BackupMetadata, ArchiveError> {
+    let metadata: BackupMetadata =
+        serde_json::from_slice(bytes).map_err(|e| ArchiveError::Malformed {
+            path: METADATA_PATH.into(),
+            message: e.to_string(),
+        })?;
+    if metadata.format_version != FORMAT_VERSION {
+        return Err(ArchiveError::Version {
+            found: metadata.format_version,
+        });
+    }
+    Ok(metadata)
+}
+
+/// `index.json` checked against the checksum and entry count `metadata`
+/// holds for it, then parsed.
+fn checked_index(bytes: &[u8], metadata: &BackupMetadata) -> Result<Index, ArchiveError> {
+    let found = sha256_hex(bytes);
+    if found != metadata.index_sha256 {
+        return Err(ArchiveError::Checksum {
+            path: INDEX_PATH.into(),
+            expected: metadata.index_sha256.clone(),
+            found,
+        });
+    }
+    let index: Index = serde_json::from_slice(bytes).map_err(|e| ArchiveError::Malformed {
+        path: INDEX_PATH.into(),
+        message: e.to_string(),
+    })?;
+    if index.entries.len() != metadata.entries {
+        return Err(ArchiveError::Count {
+            expected: metadata.entries,
+            found: index.entries.len(),
+        });
+    }
+    Ok(index)
 }
 
 /// Reads to the end, but never more than `limit` bytes: one byte past it
