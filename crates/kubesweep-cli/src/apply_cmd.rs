@@ -109,6 +109,7 @@ pub async fn prepare(
     )
     .await
     .map_err(plan_cmd::discover_error)?;
+    kubesweep::memory::log_stage("discovered");
     let plan = match saved {
         Some(plan) => {
             kubesweep::staleness::check_plan(&plan, &cluster.identity, &inventory)
@@ -266,6 +267,7 @@ async fn change(
     let report = kubesweep::execute::execute(&cluster.client, plan, execute_options, audit)
         .await
         .map_err(|e| CliError::new(Exit::StalePlan, session::chain(&e)))?;
+    kubesweep::memory::log_stage("executed");
     print_report(&report);
     summarise_report(&report);
     if let Some(denied) = &report.permission_denied {
@@ -621,6 +623,7 @@ async fn still_confirmed(
             .await
             .map_err(|e| CliError::new(Exit::Cluster, session::chain(&e)))?;
     let fresh = kubesweep::plan::plan(profile, &inventory, options);
+    kubesweep::memory::log_stage("re-planned");
     let (run, dropped) = kubesweep::plan::reconcile(confirmed, &fresh)
         .map_err(|e| CliError::new(Exit::StalePlan, e.to_string()))?;
     if dropped > 0 {
@@ -826,6 +829,7 @@ async fn finish_with_verify(
     held: &[HeldRecords],
 ) -> Result<Exit, CliError> {
     let mut verification = verify_cmd::verify(cluster, profile, options).await?;
+    kubesweep::memory::log_stage("verified");
     // A namespace handed to Helm stays Terminating until Helm purges the
     // records it holds: not a leftover of this run.
     verification

@@ -16,6 +16,7 @@ pub mod helm;
 mod hostile_inputs;
 mod http_retry;
 pub mod inventory;
+pub mod memory;
 pub mod plan;
 pub mod preflight;
 pub mod profile;

@@ -237,7 +237,7 @@ fn yaml_bytes(o: &BackupObject, path: &str) -> Result<Vec<u8>, ArchiveError> {
 /// of the two passes, see [`Prepared`]).
 pub fn prepare(objects: &[BackupObject], input: &MetadataInput) -> Result<Prepared, ArchiveError> {
     let mut files: Vec<(String, String)> = Vec::with_capacity(objects.len());
-    let mut index = Index::default();
+    let mut index = PrettyIndex::default();
     let mut used: HashSet<String> = HashSet::new();
     for o in objects {
         let mut path = entry_path(&o.resource, o.namespace(), o.name());
@@ -249,7 +249,7 @@ pub fn prepare(objects: &[BackupObject], input: &MetadataInput) -> Result<Prepar
         }
         let bytes = yaml_bytes(o, &path)?;
         let sha256 = sha256_hex(&bytes);
-        index.entries.push(IndexEntry {
+        index.push(&IndexEntry {
             path: path.clone(),
             resource: o.resource.clone(),
             api_version: o.resource.api_version(),
@@ -264,10 +264,11 @@ pub fn prepare(objects: &[BackupObject], input: &MetadataInput) -> Result<Prepar
             terminating: o.object.pointer("/metadata/deletionTimestamp").is_some(),
             sha256: sha256.clone(),
             size: bytes.len() as u64,
-        });
+        })?;
         files.push((path, sha256));
     }
-    let index_bytes = pretty(&index, INDEX_PATH)?;
+    let entries = index.entries;
+    let index_bytes = index.finish();
     let metadata = BackupMetadata {
         format_version: FORMAT_VERSION,
         kubesweep_version: env!("CARGO_PKG_VERSION").to_owned(),
@@ -275,7 +276,7 @@ pub fn prepare(objects: &[BackupObject], input: &MetadataInput) -> Result<Prepar
         cluster: input.cluster.clone(),
         profile: input.profile.clone(),
         plan_digest: input.plan_digest.clone(),
-        entries: index.entries.len(),
+        entries,
         index_sha256: sha256_hex(&index_bytes),
         incomplete: input.incomplete.clone(),
     };
@@ -285,6 +286,52 @@ pub fn prepare(objects: &[BackupObject], input: &MetadataInput) -> Result<Prepar
         index_bytes,
         files,
     })
+}
+
+/// `index.json` built entry by entry as each object is prepared: the same
+/// bytes as `serde_json::to_vec_pretty(&Index { entries })`, without holding
+/// the entries (at 50,000 objects, the entries and the growing buffer of
+/// their serialisation were both held whole, about 20 MiB).
+#[derive(Default)]
+struct PrettyIndex {
+    bytes: Vec<u8>,
+    entries: usize,
+}
+
+impl PrettyIndex {
+    /// The opening of a non-empty index, up to its first entry.
+    const OPEN: &'static [u8] = b"{\n  \"entries\": [\n";
+    /// An entry's lines sit two levels deep.
+    const INDENT: &'static [u8] = b"    ";
+
+    fn push(&mut self, entry: &IndexEntry) -> Result<(), ArchiveError> {
+        let json = pretty(entry, INDEX_PATH)?;
+        self.bytes.extend_from_slice(if self.entries == 0 {
+            Self::OPEN
+        } else {
+            b",\n"
+        });
+        // serde_json escapes every control character inside strings, so
+        // each newline of `json` starts a line of the pretty output.
+        for (i, line) in json.split(|b| *b == b'\n').enumerate() {
+            if i > 0 {
+                self.bytes.push(b'\n');
+            }
+            self.bytes.extend_from_slice(Self::INDENT);
+            self.bytes.extend_from_slice(line);
+        }
+        self.entries += 1;
+        Ok(())
+    }
+
+    fn finish(mut self) -> Vec<u8> {
+        if self.entries == 0 {
+            return b"{\n  \"entries\": []\n}".to_vec();
+        }
+        self.bytes.extend_from_slice(b"\n  ]\n}");
+        self.bytes.shrink_to_fit();
+        self.bytes
+    }
 }
 
 /// Encodes `objects` as a gzip-compressed tar stream, in memory.
@@ -400,7 +447,7 @@ fn decode_plain(bytes: &[u8]) -> Result<Archive, ArchiveError> {
     let index_bytes = files
         .remove(INDEX_PATH)
         .ok_or(ArchiveError::Missing(INDEX_PATH))?;
-    let index = checked_index(&index_bytes, &metadata)?;
+    let index: Index = checked_index(&index_bytes, &metadata)?;
     let mut objects = Vec::with_capacity(index.entries.len());
     for entry in index.entries {
         let bytes = files
@@ -476,12 +523,13 @@ pub fn verify_stream<R: Read>(mut reader: R) -> Result<usize, ArchiveError> {
                 return Err(ArchiveError::Missing(INDEX_PATH));
             }
             index_read = true;
-            for e in checked_index(&data, meta)?.entries {
-                if expected.insert(e.path.clone(), e.sha256).is_some() {
+            let checksums: IndexChecksums = checked_index(&data, meta)?;
+            for (path, sha256) in checksums.entries.0 {
+                if expected.insert(path.clone(), sha256).is_some() {
                     // Listed twice: the second listing has no file of its own.
-                    return Err(ArchiveError::MissingEntry { path: e.path });
+                    return Err(ArchiveError::MissingEntry { path });
                 }
-                order.push(e.path);
+                order.push(path);
             }
             continue;
         }
@@ -553,7 +601,10 @@ fn parse_metadata(bytes: &[u8]) -> Result<BackupMetadata, ArchiveError> {
 
 /// `index.json` checked against the checksum and entry count `metadata`
 /// holds for it, then parsed.
-fn checked_index(bytes: &[u8], metadata: &BackupMetadata) -> Result<Index, ArchiveError> {
+fn checked_index<T: ParsedIndex>(
+    bytes: &[u8],
+    metadata: &BackupMetadata,
+) -> Result<T, ArchiveError> {
     let found = sha256_hex(bytes);
     if found != metadata.index_sha256 {
         return Err(ArchiveError::Checksum {
@@ -562,17 +613,71 @@ fn checked_index(bytes: &[u8], metadata: &BackupMetadata) -> Result<Index, Archi
             found,
         });
     }
-    let index: Index = serde_json::from_slice(bytes).map_err(|e| ArchiveError::Malformed {
+    let index: T = serde_json::from_slice(bytes).map_err(|e| ArchiveError::Malformed {
         path: INDEX_PATH.into(),
         message: e.to_string(),
     })?;
-    if index.entries.len() != metadata.entries {
+    if index.len() != metadata.entries {
         return Err(ArchiveError::Count {
             expected: metadata.entries,
-            found: index.entries.len(),
+            found: index.len(),
         });
     }
     Ok(index)
+}
+
+/// An `index.json` parsed whole ([`Index`], for the loader) or as the
+/// streaming verifier keeps it ([`IndexChecksums`]).
+trait ParsedIndex: serde::de::DeserializeOwned {
+    /// Entries listed.
+    fn len(&self) -> usize;
+}
+
+impl ParsedIndex for Index {
+    fn len(&self) -> usize {
+        self.entries.len()
+    }
+}
+
+/// `index.json` as [`verify_stream`] keeps it: every entry is parsed whole,
+/// so one the loader would refuse is refused here too, but only its path and
+/// checksum are kept (the whole entries of a 50,000-object index are about
+/// 10 MiB more, on the verifying thread, while the archive is written).
+#[derive(serde::Deserialize)]
+struct IndexChecksums {
+    entries: Checksums,
+}
+
+impl ParsedIndex for IndexChecksums {
+    fn len(&self) -> usize {
+        self.entries.0.len()
+    }
+}
+
+/// Path and checksum of each entry, in index order.
+struct Checksums(Vec<(String, String)>);
+
+impl<'de> serde::Deserialize<'de> for Checksums {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct EntriesVisitor;
+        impl<'de> serde::de::Visitor<'de> for EntriesVisitor {
+            type Value = Checksums;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a list of index entries")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Checksums, A::Error> {
+                let mut out = Vec::new();
+                while let Some(entry) = seq.next_element::<IndexEntry>()? {
+                    out.push((entry.path, entry.sha256));
+                }
+                Ok(Checksums(out))
+            }
+        }
+        deserializer.deserialize_seq(EntriesVisitor)
+    }
 }
 
 /// Reads to the end, but never more than `limit` bytes: one byte past it
@@ -668,6 +773,47 @@ mod tests {
 
     fn no_identity() -> Vec<Box<dyn age::Identity + Send + Sync>> {
         Vec::new()
+    }
+
+    #[test]
+    fn the_index_built_entry_by_entry_is_what_serde_writes_whole() {
+        let prepared = prepare(&objects(), &input()).expect("prepare");
+        let index: Index = serde_json::from_slice(&prepared.index_bytes).expect("parses");
+        assert_eq!(index.entries.len(), objects().len());
+        assert!(index.entries.iter().any(|e| e.removed.is_some()));
+        let whole = serde_json::to_vec_pretty(&index).expect("serialises");
+        assert_eq!(
+            String::from_utf8_lossy(&prepared.index_bytes),
+            String::from_utf8_lossy(&whole)
+        );
+        let empty = prepare(&[], &input()).expect("prepare");
+        let whole = serde_json::to_vec_pretty(&Index::default()).expect("serialises");
+        assert_eq!(empty.index_bytes, whole);
+    }
+
+    #[test]
+    fn the_verifier_keeps_paths_and_checksums_but_refuses_what_the_loader_refuses() {
+        let prepared = prepare(&objects(), &input()).expect("prepare");
+        let mut metadata: BackupMetadata =
+            serde_json::from_slice(&prepared.metadata_bytes).expect("metadata");
+        let whole: Index = checked_index(&prepared.index_bytes, &metadata).expect("index");
+        let kept: IndexChecksums = checked_index(&prepared.index_bytes, &metadata).expect("index");
+        let expected: Vec<(String, String)> = whole
+            .entries
+            .into_iter()
+            .map(|e| (e.path, e.sha256))
+            .collect();
+        assert_eq!(kept.entries.0, expected);
+
+        // A restore mode no loader knows, under a matching checksum.
+        let text = String::from_utf8(prepared.index_bytes.clone()).expect("utf-8");
+        let tampered = text.replacen("\"restore\": \"recreate\"", "\"restore\": 5", 1);
+        assert_ne!(tampered, text);
+        metadata.index_sha256 = sha256_hex(tampered.as_bytes());
+        let loader = checked_index::<Index>(tampered.as_bytes(), &metadata);
+        let verifier = checked_index::<IndexChecksums>(tampered.as_bytes(), &metadata);
+        assert!(matches!(loader, Err(ArchiveError::Malformed { .. })));
+        assert!(matches!(verifier, Err(ArchiveError::Malformed { .. })));
     }
 
     #[test]

@@ -50,8 +50,11 @@ pub async fn take(
     // Listed first: the listing needs the inventory's types and issues.
     let namespaces = collect::deleted_namespaces(plan);
     let (content, incomplete) = content::namespace_content(client, &inventory, &namespaces).await?;
+    crate::memory::log_stage("backup: namespace content listed");
     let mut objects = collect::plan_objects_owned(plan, inventory)?;
+    crate::memory::log_stage("backup: plan objects collected");
     complete_kept_objects(client, &mut objects).await;
+    crate::memory::log_stage("backup: kept objects read whole");
     let known: HashSet<String> = objects.iter().map(|o| o.uid().to_owned()).collect();
     objects.extend(content.into_iter().filter(|o| !known.contains(o.uid())));
     if recipients.is_empty() {
@@ -72,12 +75,15 @@ pub async fn take(
     // Streamed: the archive goes to the file object by object, never whole
     // in memory (at 50,000 objects it would be several times the inventory).
     let prepared = archive::prepare(&objects, &input)?;
-    Ok(file::write_backup_with(
+    crate::memory::log_stage("backup: archive prepared");
+    let written = file::write_backup_with(
         destination,
         &plan.cluster.kube_system_uid,
         |out| prepared.write_to(&objects, out).map(drop),
         recipients,
-    )?)
+    )?;
+    crate::memory::log_stage("backup: written and verified");
+    Ok(written)
 }
 
 /// Kept objects are discovered metadata only; the archive stores them whole

@@ -96,7 +96,8 @@ pub async fn discover_cached(
     // becomes an issue there); nothing is reused without it.
     let api_services = api::list_all(client, &types::api_service(), None, None)
         .await
-        .ok();
+        .ok()
+        .map(without_field_sets);
     let fingerprint = api_services
         .as_deref()
         .map(|services| ApiFingerprint::of(&crds, services));
@@ -179,7 +180,7 @@ async fn collect(
         .await;
     for (rt, result) in listed {
         let objects = match result {
-            Ok(objects) => objects,
+            Ok(objects) => without_field_sets(objects),
             Err(err) => {
                 inventory.issues.push(list_failed(&rt, None, &err));
                 continue;
@@ -378,6 +379,7 @@ async fn essential(
 ) -> Result<Vec<DynamicObject>, DiscoverError> {
     api::list_all(client, rt, None, None)
         .await
+        .map(without_field_sets)
         .map_err(|source| DiscoverError::EssentialList {
             resource: rt.qualified_plural(),
             source,
@@ -409,7 +411,7 @@ pub(super) async fn collect_crd(
     };
     match api::list_all(client, &rt, None, None).await {
         Ok(instances) => {
-            entry.instances = instances;
+            entry.instances = without_field_sets(instances);
             entry.instances_listed = true;
             (entry, None)
         }
@@ -514,12 +516,39 @@ async fn list_metadata_keeping(
                     metadata: p.metadata,
                     data: serde_json::Value::Object(Default::default()),
                 })
-                .filter(&keep),
+                .filter(&keep)
+                .map(without_field_set),
         );
         match page.metadata.continue_ {
             Some(t) if !t.is_empty() => token = Some(t),
             _ => return Ok(out),
         }
+    }
+}
+
+/// [`without_field_set`] for each object.
+pub(super) fn without_field_sets(mut objects: Vec<DynamicObject>) -> Vec<DynamicObject> {
+    for object in &mut objects {
+        drop_field_set(object);
+    }
+    objects
+}
+
+/// The object without the field sets of its `managedFields` (`fieldsV1`):
+/// who wrote it stays (manager, operation, time, subresource: verify names a
+/// platform controller that still writes by them), what each writer owns
+/// goes. The field sets mirror every field of the object, so they are often
+/// the larger part of a custom resource held in the inventory (at 50,000
+/// objects, tens of MiB); no decision reads them, and restore puts no
+/// `managedFields` back (the server writes its own).
+pub(super) fn without_field_set(mut object: DynamicObject) -> DynamicObject {
+    drop_field_set(&mut object);
+    object
+}
+
+fn drop_field_set(object: &mut DynamicObject) {
+    for entry in object.metadata.managed_fields.iter_mut().flatten() {
+        entry.fields_v1 = None;
     }
 }
 

@@ -70,19 +70,96 @@ impl Plan {
         self.phases.iter().find(|p| p.id == id)
     }
 
-    /// Canonical JSON: compact, struct fields in declaration order, maps
-    /// sorted; the input of [`Plan::digest`].
+    /// Canonical JSON: compact, the keys of every object (struct fields and
+    /// maps alike) sorted, as `serde_json::Value` writes them; the input of
+    /// [`Plan::digest`].
     pub fn canonical_json(&self) -> Vec<u8> {
-        // Going through `Value` sorts any map keys; serialising a Value cannot fail.
-        let value = serde_json::to_value(self).unwrap_or(serde_json::Value::Null);
-        serde_json::to_vec(&value).unwrap_or_default()
+        let mut out = Vec::new();
+        // Writing to memory and serialising plain data cannot fail.
+        let _ = self.write_canonical(&mut out);
+        out
     }
 
     /// Hex sha256 of the canonical JSON: lets `apply` check it runs exactly the
     /// plan that was reviewed.
     pub fn digest(&self) -> String {
-        hex::encode(Sha256::digest(self.canonical_json()))
+        let mut hasher = Sha256::new();
+        let _ = self.write_canonical(&mut hasher);
+        hex::encode(hasher.finalize())
     }
+
+    /// Writes [`Plan::canonical_json`] one action at a time. Going through
+    /// `Value` is what sorts the keys, but the whole plan as a `Value` was
+    /// the largest allocation of a backup at 50,000 objects (tens of MiB for
+    /// 9,558 actions); so the plan and its phases go through `Value` without
+    /// their actions, and each action on its own, in the same byte order.
+    fn write_canonical(&self, out: &mut impl std::io::Write) -> std::io::Result<()> {
+        let shell = Plan {
+            schema_version: self.schema_version,
+            cluster: self.cluster.clone(),
+            profile: self.profile.clone(),
+            kubesweep_version: self.kubesweep_version.clone(),
+            options: self.options.clone(),
+            phases: Vec::new(),
+            findings: self.findings.clone(),
+            data_hazards: self.data_hazards.clone(),
+            counts: self.counts.clone(),
+        };
+        write_object(out, &shell, "phases", |out| {
+            out.write_all(b"[")?;
+            for (i, phase) in self.phases.iter().enumerate() {
+                if i > 0 {
+                    out.write_all(b",")?;
+                }
+                let shell = Phase {
+                    id: phase.id,
+                    actions: Vec::new(),
+                };
+                write_object(out, &shell, "actions", |out| {
+                    out.write_all(b"[")?;
+                    for (j, action) in phase.actions.iter().enumerate() {
+                        if j > 0 {
+                            out.write_all(b",")?;
+                        }
+                        serde_json::to_writer(&mut *out, &to_value(action)?)?;
+                    }
+                    out.write_all(b"]")
+                })?;
+            }
+            out.write_all(b"]")
+        })
+    }
+}
+
+/// `value` as a JSON object with sorted keys (compact), except that the
+/// value of `key` is written by `write_key_value`.
+fn write_object<W: std::io::Write>(
+    out: &mut W,
+    value: &impl Serialize,
+    key: &str,
+    write_key_value: impl FnOnce(&mut W) -> std::io::Result<()>,
+) -> std::io::Result<()> {
+    let serde_json::Value::Object(map) = to_value(value)? else {
+        return Err(std::io::Error::other("not a JSON object"));
+    };
+    let mut write_key_value = Some(write_key_value);
+    out.write_all(b"{")?;
+    for (i, (k, v)) in map.iter().enumerate() {
+        if i > 0 {
+            out.write_all(b",")?;
+        }
+        serde_json::to_writer(&mut *out, k)?;
+        out.write_all(b":")?;
+        match write_key_value.take_if(|_| k == key) {
+            Some(write) => write(out)?,
+            None => serde_json::to_writer(&mut *out, v)?,
+        }
+    }
+    out.write_all(b"}")
+}
+
+fn to_value(value: &impl Serialize) -> std::io::Result<serde_json::Value> {
+    serde_json::to_value(value).map_err(std::io::Error::other)
 }
 
 /// Options that change what is planned.

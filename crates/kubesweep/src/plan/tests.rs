@@ -634,6 +634,24 @@ fn json_round_trip_and_stable_schema() {
 }
 
 #[test]
+fn canonical_json_written_action_by_action_is_the_whole_plan_through_value() {
+    let p = full_plan();
+    assert!(p.phases.iter().filter(|ph| ph.actions.len() > 1).count() > 1);
+    let value = serde_json::to_value(&p).expect("value");
+    let whole = serde_json::to_vec(&value).expect("bytes");
+    assert_eq!(
+        String::from_utf8_lossy(&p.canonical_json()),
+        String::from_utf8_lossy(&whole)
+    );
+    let empty = Plan {
+        phases: Vec::new(),
+        ..p.clone()
+    };
+    let whole = serde_json::to_vec(&serde_json::to_value(&empty).expect("value")).expect("bytes");
+    assert_eq!(empty.canonical_json(), whole);
+}
+
+#[test]
 fn digest_is_stable_and_content_sensitive() {
     let a = full_plan();
     let b = full_plan();
